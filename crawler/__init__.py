@@ -1,0 +1,1 @@
+"""xunjian application: Scrapy settings, pipelines, middlewares, sources, CLI."""

@@ -1,0 +1,130 @@
+"""What an inspector reads on the console: lead lists and crawl summaries, in Simplified Chinese."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.table import Table
+
+CATEGORY_NAMES = {
+    "banned_ad": "违规学科培训广告",
+    "exaggerated_marketing": "夸大虚假宣传",
+    "disguised_tutoring": "隐形变异培训",
+    "minor_training_ad": "面向中小学生的非学科培训广告",
+}
+STATUS_NAMES = {
+    "new": "新线索",
+    "reviewing": "核查中",
+    "confirmed": "已确认",
+    "dismissed": "已排除",
+    "referred": "已移交",
+    "closed": "已结案",
+    "reopened": "重新打开",
+}
+SEVERITY_STYLES = {5: "bold red", 4: "red", 3: "yellow", 2: "cyan", 1: "dim"}
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def local_time(value: datetime | None) -> str:
+    return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def category_names(categories: list[str]) -> str:
+    return "、".join(CATEGORY_NAMES.get(c, c) for c in categories)
+
+
+def leads_table(leads: list, title: str) -> Table:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    table.add_column("编号", justify="right")
+    table.add_column("机构/名称", max_width=28)
+    table.add_column("违规类型", max_width=26)
+    table.add_column("严重程度", justify="center")
+    table.add_column("评分", justify="right")
+    table.add_column("状态")
+    table.add_column("网址", max_width=48, overflow="fold")
+    table.add_column("首次发现")
+    table.add_column("最近发现")
+    for lead in leads:
+        urls = lead.urls[0] if lead.urls else ""
+        if len(lead.urls) > 1:
+            urls += f"\n等 {len(lead.urls)} 个网页"
+        table.add_row(
+            str(lead.id),
+            lead.name or "（未识别）",
+            category_names(lead.categories),
+            f"[{SEVERITY_STYLES.get(lead.severity, '')}]{lead.severity}[/]",
+            f"{lead.score:.2f}",
+            STATUS_NAMES.get(lead.status, lead.status),
+            urls,
+            local_time(lead.first_seen),
+            local_time(lead.last_seen),
+        )
+    return table
+
+
+def lead_dict(lead) -> dict:
+    return {
+        "id": lead.id,
+        "name": lead.name,
+        "categories": list(lead.categories),
+        "severity": lead.severity,
+        "score": round(float(lead.score), 4),
+        "status": lead.status,
+        "urls": list(lead.urls),
+        "first_seen": lead.first_seen.isoformat() if lead.first_seen else None,
+        "last_seen": lead.last_seen.isoformat() if lead.last_seen else None,
+        "findings": lead.finding_count,
+    }
+
+
+CSV_HEADERS = ["线索编号", "机构名称", "违规类型", "严重程度", "评分", "状态", "网址", "首次发现时间", "最近发现时间"]
+
+
+def leads_csv(leads: list) -> str:
+    """CSV for spreadsheets: Chinese headers, UTF-8 with BOM so Excel shows the Chinese."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADERS)
+    for lead in leads:
+        writer.writerow([
+            lead.id, lead.name, category_names(lead.categories), lead.severity, f"{lead.score:.2f}",
+            STATUS_NAMES.get(lead.status, lead.status), " ".join(lead.urls),
+            local_time(lead.first_seen), local_time(lead.last_seen),
+        ])
+    return "\ufeff" + out.getvalue()
+
+
+def leads_json(leads: list) -> str:
+    return json.dumps([lead_dict(lead) for lead in leads], ensure_ascii=False, indent=2)
+
+
+def summary_table(outcomes: list) -> Table:
+    table = Table(title="巡查结果汇总", header_style="bold")
+    for name, justify in (("来源", "left"), ("页面", "right"), ("新页面", "right"), ("错误", "right"),
+                          ("新发现", "right"), ("新线索", "right"), ("结束原因", "left")):
+        table.add_column(name, justify=justify)
+    for o in outcomes:
+        errors = str(o.errors)
+        if o.errors_by_kind:
+            errors += "（" + "，".join(f"{k} {v}" for k, v in sorted(o.errors_by_kind.items())) + "）"
+        table.add_row(o.source.name, str(o.pages), str(o.new_pages), errors, str(o.new_findings),
+                      str(o.new_leads), FINISH_NAMES.get(o.finish_reason, o.finish_reason))
+    return table
+
+
+FINISH_NAMES = {
+    "finished": "完成",
+    "closespider_pagecount": "达到页面上限",
+    "closespider_timeout": "达到时间上限",
+    "shutdown": "被中止",
+    "start_unreachable": "起始网址无法访问",
+}
+
+
+def make_console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, soft_wrap=False)

@@ -1,0 +1,32 @@
+"""The one item xunjian's spiders produce: a fetched page on its way through extract → detect → store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class PageItem:
+    # Set by the spider from the response.
+    source: str
+    url: str  # final URL after redirects
+    requested_url: str
+    fetched_at: datetime  # UTC, aware
+    status: int
+    headers: dict[str, str]
+    encoding: str | None
+    content_hash: str  # SHA-256 of the raw body as received
+    html: str  # decoded response.text; dropped by the store pipeline
+    selectors: dict[str, str] = field(default_factory=dict)
+    rendered: bool = False
+    # Filled by ExtractPipeline.
+    title: str = ""
+    text: str = ""
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    image_urls: list[str] = field(default_factory=list)
+    # Filled by DetectPipeline.
+    categories: list[str] = field(default_factory=list)
+    score: float = 0.0
+    rules_version: str = ""
+    findings: list[dict] = field(default_factory=list)

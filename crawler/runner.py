@@ -1,0 +1,136 @@
+"""Runs configured sources once, in this process, with a live progress display.
+
+Twisted's reactor cannot be restarted, so ``run_crawl`` may be called once per process: the CLI calls it
+once per command, and scheduled crawls (a later issue) start a fresh process for each run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from scrapy import signals
+from scrapy.crawler import CrawlerProcess
+from scrapy.settings import Settings
+
+from crawler.sources import Source
+from spiders.listing import ListingSpider
+from spiders.site import SiteSpider
+from spiders.sitemap import SitemapSourceSpider
+
+SPIDERS = {"listing": ListingSpider, "site": SiteSpider, "sitemap": SitemapSourceSpider}
+
+
+class CrawlSetupError(Exception):
+    """Something that stops a crawl before it starts; ``str()`` is one line for the inspector."""
+
+
+@dataclass
+class SourceOutcome:
+    source: Source
+    pages: int = 0
+    responses: int = 0
+    errors: int = 0
+    new_pages: int = 0
+    new_findings: int = 0
+    new_leads: int = 0
+    flagged: int = 0
+    finish_reason: str = ""
+    unreachable: list[str] = field(default_factory=list)
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+def crawl_settings(db_url: str, log_file: Path | None, overrides: dict | None = None) -> Settings:
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    settings.set("XUNJIAN_DB_URL", db_url, priority="cmdline")
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.set("LOG_FILE", str(log_file), priority="cmdline")
+    for key, value in (overrides or {}).items():
+        settings.set(key, value, priority="cmdline")
+    return settings
+
+
+def check_browser(sources: list[Source], settings: Settings) -> None:
+    needs = [s.name for s in sources if s.render]
+    chromium = settings.get("XUNJIAN_CHROMIUM")
+    if needs and not (chromium and os.access(chromium, os.X_OK)):
+        raise CrawlSetupError(
+            f"来源 {', '.join(needs)} 需要浏览器渲染，但找不到可执行的 chromium：{chromium}"
+            "（请安装 Debian 的 chromium 软件包，或设置 XUNJIAN_CHROMIUM）"
+        )
+
+
+def run_crawl(
+    sources: list[Source],
+    db_url: str,
+    *,
+    log_file: Path | None = None,
+    console: Console | None = None,
+    overrides: dict | None = None,
+) -> list[SourceOutcome]:
+    settings = crawl_settings(db_url, log_file, overrides)
+    check_browser(sources, settings)
+    console = console or Console(stderr=True)
+    process = CrawlerProcess(settings, install_root_handler=log_file is not None)
+    outcomes: list[tuple[object, SourceOutcome]] = []
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[source]}"),
+        BarColumn(bar_width=24),
+        TextColumn("页面 {task.fields[pages]}  错误 {task.fields[errors]}  命中 {task.fields[flagged]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    for source in sources:
+        crawler = process.create_crawler(SPIDERS[source.kind])
+        outcome = SourceOutcome(source=source)
+        task = progress.add_task("crawl", total=None, source=source.name, pages=0, errors=0, flagged=0)
+        _connect_progress(crawler, progress, task, outcome)
+        outcomes.append((crawler, outcome))
+        process.crawl(crawler, source=source)
+    with progress:
+        process.start()
+    for crawler, outcome in outcomes:
+        _collect(crawler, outcome)
+    return [o for _, o in outcomes]
+
+
+def _connect_progress(crawler, progress: Progress, task, outcome: SourceOutcome) -> None:
+    def on_item(item, response, spider):
+        outcome.pages += 1
+        if getattr(item, "findings", None):
+            outcome.flagged += 1
+        progress.update(task, pages=outcome.pages, flagged=outcome.flagged)
+
+    def on_response(response, request, spider):
+        outcome.responses += 1
+        progress.update(task, advance=1)
+
+    def on_closed(spider, reason):
+        errors = crawler.stats.get_value("xunjian/errors", 0)
+        progress.update(task, errors=errors, total=outcome.responses or 1, completed=outcome.responses or 1)
+
+    for handler, signal in ((on_item, signals.item_scraped), (on_response, signals.response_received),
+                            (on_closed, signals.spider_closed)):
+        crawler.signals.connect(handler, signal=signal, weak=False)
+
+
+def _collect(crawler, outcome: SourceOutcome) -> None:
+    stats = crawler.stats.get_stats() if crawler.stats else {}
+    outcome.errors = int(stats.get("xunjian/errors", 0))
+    outcome.errors_by_kind = {
+        k.rsplit("/", 1)[1]: int(v) for k, v in stats.items() if k.startswith("xunjian/errors/")
+    }
+    outcome.new_pages = int(stats.get("xunjian/store/new_pages", 0))
+    outcome.new_findings = int(stats.get("xunjian/store/new_findings", 0))
+    outcome.new_leads = int(stats.get("xunjian/store/new_leads", 0))
+    outcome.finish_reason = str(stats.get("finish_reason", ""))
+    spider = crawler.spider
+    if spider is not None:
+        outcome.unreachable = list(getattr(spider, "unreachable_start", []))

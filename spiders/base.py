@@ -1,0 +1,153 @@
+"""The shared base of xunjian's spiders: one source from ``sources.toml`` drives one spider run.
+
+A concrete spider sets ``kind`` and implements ``parse``; the base loads the source, applies its limits
+and politeness overrides to the crawler's settings, issues the start requests (through the browser when
+the source says ``render = true``), turns responses into ``PageItem``s and counts every failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import scrapy
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TCPTimedOutError,
+    TimeoutError,
+)
+from twisted.python.failure import Failure
+
+from crawler.items import PageItem
+from crawler.sources import Source, SourcesError, find_source, load_sources
+
+UNREACHABLE_ERRORS = (ConnectionRefusedError, ConnectError, DNSLookupError, TCPTimedOutError, TimeoutError)
+
+
+class SourceSpider(scrapy.Spider):
+    kind: str = ""
+
+    def __init__(self, *args: Any, source: str | Source | None = None, sources: str | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if isinstance(source, Source):
+            self.source = source
+        else:
+            if not source:
+                raise SourcesError(f"爬虫 {self.name} 需要参数 -a source=来源名称")
+            self.source = find_source(load_sources(sources), source)
+        if self.source.kind != self.kind:
+            raise SourcesError(
+                f"{self.source.file}:{self.source.line}: 来源 \"{self.source.name}\" 的类型是 "
+                f"{self.source.kind}，应使用爬虫 \"{self.source.kind}\" 而不是 \"{self.kind}\""
+            )
+        self.allowed_domains = list(self.source.allowed_domains)
+        self._follow = [re.compile(p) for p in self.source.follow]
+        self._deny = [re.compile(p) for p in self.source.deny]
+        self.unreachable_start: list[str] = []
+
+    @classmethod
+    def from_crawler(cls, crawler, *args: Any, **kwargs: Any):
+        if "sources" not in kwargs and not isinstance(kwargs.get("source"), Source):
+            kwargs["sources"] = crawler.settings.get("XUNJIAN_SOURCES")
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider._apply_source_settings(crawler.settings)
+        return spider
+
+    def _apply_source_settings(self, settings) -> None:
+        """Per-source limits and politeness; settings are not frozen yet when the spider is built."""
+        src = self.source
+        settings.set("DEPTH_LIMIT", src.max_depth, priority="spider")
+        settings.set("CLOSESPIDER_PAGECOUNT", src.max_pages, priority="spider")
+        if src.delay is not None:
+            settings.set("DOWNLOAD_DELAY", src.delay, priority="spider")
+        if src.concurrency is not None:
+            settings.set("CONCURRENT_REQUESTS_PER_DOMAIN", src.concurrency, priority="spider")
+
+    # --- requests --------------------------------------------------------------------------
+    async def start(self) -> AsyncIterator[Any]:
+        for url in self.source.start_urls:
+            yield self.request(url, self.parse_start, start=True)
+
+    def request(self, url: str, callback, *, start: bool = False, **meta: Any) -> scrapy.Request:
+        if start:
+            meta["xunjian_start"] = True
+        if self.source.render:
+            meta["playwright"] = True
+        return scrapy.Request(url, callback=callback, errback=self.on_error, meta=meta)
+
+    def wants(self, url: str) -> bool:
+        """Whether a discovered URL is inside the source's follow/deny rules."""
+        if any(p.search(url) for p in self._deny):
+            return False
+        return not self._follow or any(p.search(url) for p in self._follow)
+
+    def parse_start(self, response: Response, **kwargs: Any):
+        return self.parse(response, **kwargs)
+
+    # --- items -----------------------------------------------------------------------------
+    def page_item(self, response: Response) -> PageItem | None:
+        if not hasattr(response, "text"):  # images, PDFs and other non-text bodies
+            self.crawler.stats.inc_value("xunjian/skipped/not_text")
+            return None
+        headers = {
+            k.decode("latin-1"): b", ".join(v).decode("latin-1", "replace")
+            for k, v in response.headers.items()
+        }
+        return PageItem(
+            source=self.source.name,
+            url=response.url,
+            requested_url=(response.request.meta.get("redirect_urls") or [response.url])[0]
+            if response.request
+            else response.url,
+            fetched_at=datetime.now(timezone.utc),
+            status=response.status,
+            headers=headers,
+            encoding=getattr(response, "encoding", None),
+            content_hash=hashlib.sha256(response.body).hexdigest(),
+            html=response.text,
+            selectors=dict(self.source.selectors.items()),
+            rendered=bool(response.meta.get("playwright")),
+        )
+
+    # --- failures --------------------------------------------------------------------------
+    def on_error(self, failure: Failure):
+        stats = self.crawler.stats
+        request = getattr(failure, "request", None)
+        url = request.url if request is not None else "?"
+        kind = error_kind(failure)
+        if kind == "robots_forbidden":  # politeness working as intended, not an error
+            stats.inc_value("xunjian/robots_forbidden")
+            return
+        stats.inc_value(f"xunjian/errors/{kind}")
+        stats.inc_value("xunjian/errors")
+        if request is not None and request.meta.get("xunjian_start") and failure.check(*UNREACHABLE_ERRORS):
+            self.unreachable_start.append(f"{url}（{failure.getErrorMessage() or kind}）")
+            stats.set_value("xunjian/start_unreachable", len(self.unreachable_start))
+        self.logger.warning("request failed (%s): %s: %s", kind, url, failure.getErrorMessage())
+
+
+def error_kind(failure: Failure) -> str:
+    """A short, stable name for a failed request, used in stats and run summaries."""
+    if failure.check(HttpError):
+        return f"http_{failure.value.response.status}"
+    if failure.check(IgnoreRequest):
+        message = str(failure.value)
+        if "robots.txt" in message:
+            return "robots_forbidden"
+        if "redirection" in message:
+            return "redirect_loop"
+        return "ignored"
+    if failure.check(ConnectionRefusedError):
+        return "connection_refused"
+    if failure.check(DNSLookupError):
+        return "dns"
+    if failure.check(TimeoutError, TCPTimedOutError):
+        return "timeout"
+    return failure.type.__name__ if failure.type else "unknown"

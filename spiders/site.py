@@ -1,0 +1,25 @@
+"""Site spider: follows in-domain links from the start pages within depth and page limits."""
+
+from __future__ import annotations
+
+from scrapy.linkextractors import LinkExtractor
+
+from spiders.base import SourceSpider
+
+
+class SiteSpider(SourceSpider):
+    name = "site"
+    kind = "site"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._links = LinkExtractor(allow_domains=self.allowed_domains, unique=True)
+
+    def parse(self, response, **kwargs):
+        item = self.page_item(response)
+        if item is None:
+            return
+        yield item
+        for link in self._links.extract_links(response):
+            if self.wants(link.url):
+                yield self.request(link.url, self.parse)

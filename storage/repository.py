@@ -1,0 +1,316 @@
+"""Writing crawl results and reading leads back.
+
+Every write function runs in one short transaction of its own. Upserts are
+select-then-insert inside that transaction, which works the same on SQLite and
+PostgreSQL for the batch sizes the crawler uses (tens of pages).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+
+from storage.db import Database, first_line, mask_url
+from storage.errors import StorageError
+from storage.identifiers import extract_identifiers, lead_key
+from storage.models import URL_LENGTH, CrawlRun, Finding, Lead, Page, Snapshot, Source, utcnow
+from storage.records import BatchResult, FindingRecord, PageRecord
+from storage.views import LeadView, list_leads
+
+__all__ = [
+    "LEAD_CATEGORIES",
+    "LeadView",
+    "ensure_source",
+    "finish_run",
+    "list_leads",
+    "run_summary",
+    "start_run",
+    "store_batch",
+]
+
+LEAD_CATEGORIES = frozenset({"banned_ad", "exaggerated_marketing", "disguised_tutoring"})
+UNKNOWN_SOURCE_KIND = "unknown"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def ensure_source(session: Session, name: str, kind: str, config: dict[str, Any]) -> Source:
+    """The Source called ``name``, created or updated to ``kind`` and ``config``."""
+    source = session.scalars(select(Source).where(Source.name == name)).one_or_none()
+    if source is None:
+        source = Source(name=name, kind=kind, config=dict(config))
+        session.add(source)
+    else:
+        source.kind = kind
+        source.config = dict(config)
+    session.flush()
+    return source
+
+
+def _run(session: Session, run_id: int) -> CrawlRun:
+    run = session.get(CrawlRun, run_id)
+    if run is None:
+        raise StorageError(f"找不到编号为 {run_id} 的抓取批次")
+    return run
+
+
+def start_run(db: Database, source_name: str, kind: str, config: dict[str, Any]) -> int:
+    """Record the start of a crawl of ``source_name``; returns the run id."""
+    with db.transaction() as session:
+        source = ensure_source(session, source_name, kind, config)
+        run = CrawlRun(source_id=source.id, started_at=utcnow())
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def finish_run(
+    db: Database,
+    run_id: int,
+    finish_reason: str,
+    stats: dict[str, Any],
+    pages: int,
+    errors: int,
+    new_findings: int,
+    new_leads: int,
+) -> None:
+    """Record the end of run ``run_id`` with its final counters and stats."""
+    with db.transaction() as session:
+        run = _run(session, run_id)
+        run.finished_at = utcnow()
+        run.finish_reason = finish_reason
+        run.stats = dict(stats)
+        run.pages = pages
+        run.errors = errors
+        run.new_findings = new_findings
+        run.new_leads = new_leads
+
+
+def run_summary(db: Database, run_id: int) -> dict[str, Any]:
+    """The stored columns of run ``run_id`` plus its source's name."""
+    with db.session() as session:
+        run = _run(session, run_id)
+        source = session.get(Source, run.source_id)
+        return {
+            "id": run.id,
+            "source_id": run.source_id,
+            "source": source.name if source is not None else None,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "finish_reason": run.finish_reason,
+            "pages": run.pages,
+            "errors": run.errors,
+            "new_findings": run.new_findings,
+            "new_leads": run.new_leads,
+            "stats": dict(run.stats),
+        }
+
+
+def _validate(record: PageRecord) -> None:
+    if not record.url or len(record.url) > URL_LENGTH:
+        raise StorageError(
+            f"页面记录的 url 长度为 {len(record.url)}，应在 1 到 {URL_LENGTH} 之间：{record.url[:200]}"
+        )
+    fetched_at = record.fetched_at
+    if fetched_at.tzinfo is None or fetched_at.utcoffset() is None:
+        raise StorageError(
+            f"页面记录 {record.url} 的抓取时间 fetched_at={fetched_at.isoformat()} 缺少时区"
+        )
+    if not _SHA256_HEX.fullmatch(record.content_hash):
+        raise StorageError(
+            f"页面记录 {record.url} 的 content_hash 不是 64 位十六进制 SHA-256：{record.content_hash[:80]!r}"
+        )
+
+
+class _BatchWriter:
+    """Stores one batch of PageRecords inside an open transaction."""
+
+    def __init__(self, session: Session, lead_categories: frozenset[str]) -> None:
+        self.session = session
+        self.lead_categories = lead_categories
+        self.result = BatchResult()
+        self._sources: dict[str, int] = {}
+
+    def source_id(self, name: str) -> int:
+        if name not in self._sources:
+            source = self.session.scalars(select(Source).where(Source.name == name)).one_or_none()
+            if source is None:
+                source = ensure_source(self.session, name, UNKNOWN_SOURCE_KIND, {})
+            self._sources[name] = source.id
+        return self._sources[name]
+
+    def page(self, record: PageRecord, fetched_at: datetime) -> Page:
+        page = self.session.scalars(select(Page).where(Page.url == record.url)).one_or_none()
+        if page is None:
+            page = Page(
+                url=record.url,
+                source_id=self.source_id(record.source),
+                first_seen=fetched_at,
+                last_seen=fetched_at,
+                last_status=record.status,
+                requested_url=record.requested_url,
+            )
+            self.session.add(page)
+            self.session.flush()
+            self.result.new_pages += 1
+            return page
+        page.first_seen = min(page.first_seen, fetched_at)
+        if fetched_at >= page.last_seen:
+            page.last_seen = fetched_at
+            page.last_status = record.status
+            page.requested_url = record.requested_url
+        return page
+
+    def store(self, record: PageRecord) -> None:
+        fetched_at = record.fetched_at.astimezone(timezone.utc)
+        page = self.page(record, fetched_at)
+        latest = fetched_at >= page.last_seen
+        snapshot = self.session.scalars(
+            select(Snapshot).where(
+                Snapshot.page_id == page.id, Snapshot.content_hash == record.content_hash
+            )
+        ).one_or_none()
+        if snapshot is not None:
+            if latest:
+                page.last_snapshot_id = snapshot.id
+            self.touch_leads(snapshot.id, fetched_at)
+            return
+        snapshot = self.snapshot(record, page, fetched_at)
+        if latest:
+            page.last_snapshot_id = snapshot.id
+        findings = self.findings(record, snapshot)
+        lead = self.lead(record, findings, fetched_at)
+        if lead is not None:
+            for finding in findings:
+                finding.lead_id = lead.id
+        self.session.flush()
+
+    def snapshot(self, record: PageRecord, page: Page, fetched_at: datetime) -> Snapshot:
+        snapshot = Snapshot(
+            page_id=page.id,
+            content_hash=record.content_hash,
+            fetched_at=fetched_at,
+            status=record.status,
+            final_url=record.final_url,
+            encoding=record.encoding,
+            title=record.title,
+            text=record.text,
+            headers=dict(record.headers),
+            fields={key: list(values) for key, values in record.fields.items()},
+            image_urls=list(record.image_urls),
+            categories=list(record.categories),
+            score=float(record.score),
+            rules_version=record.rules_version,
+        )
+        self.session.add(snapshot)
+        self.session.flush()
+        self.result.new_snapshots += 1
+        return snapshot
+
+    def findings(self, record: PageRecord, snapshot: Snapshot) -> list[Finding]:
+        rows: list[Finding] = []
+        seen: set[tuple[str, int, int]] = set()
+        for item in record.findings:
+            identity = (item.rule, item.start, item.end)
+            if identity in seen:
+                continue
+            seen.add(identity)
+            rows.append(_finding_row(item, snapshot.id, record.rules_version))
+        self.session.add_all(rows)
+        self.result.new_findings += len(rows)
+        return rows
+
+    def lead(self, record: PageRecord, findings: list[Finding], fetched_at: datetime) -> Lead | None:
+        categories = {finding.category for finding in findings}
+        if not categories & self.lead_categories:
+            return None
+        ids = extract_identifiers(f"{record.title}\n{record.text}", record.fields)
+        key = lead_key(ids, record.url)
+        severity = max(finding.severity for finding in findings)
+        lead = self.session.scalars(select(Lead).where(Lead.key == key)).one_or_none()
+        if lead is None:
+            name = ids.names[0] if ids.names else record.title.strip() or record.url
+            lead = Lead(
+                key=key,
+                name=name,
+                status="new",
+                severity=severity,
+                score=float(record.score),
+                categories=sorted(categories),
+                first_seen=fetched_at,
+                last_seen=fetched_at,
+            )
+            self.session.add(lead)
+            self.session.flush()
+            self.result.new_leads += 1
+            return lead
+        lead.categories = sorted(set(lead.categories) | categories)
+        lead.severity = max(lead.severity, severity)
+        lead.score = max(lead.score, float(record.score))
+        lead.first_seen = min(lead.first_seen, fetched_at)
+        lead.last_seen = max(lead.last_seen, fetched_at)
+        if not lead.name:
+            lead.name = ids.names[0] if ids.names else record.title.strip()
+        return lead
+
+    def touch_leads(self, snapshot_id: int, fetched_at: datetime) -> None:
+        lead_ids = select(Finding.lead_id).where(Finding.snapshot_id == snapshot_id)
+        leads = self.session.scalars(select(Lead).where(Lead.id.in_(lead_ids)))
+        for lead in leads:
+            lead.last_seen = max(lead.last_seen, fetched_at)
+
+
+def _finding_row(item: FindingRecord, snapshot_id: int, rules_version: str) -> Finding:
+    return Finding(
+        snapshot_id=snapshot_id,
+        category=item.category,
+        subcategory=item.subcategory,
+        rule=item.rule,
+        severity=int(item.severity),
+        start=int(item.start),
+        end=int(item.end),
+        text=item.text,
+        normalized=item.normalized,
+        explanation=item.explanation,
+        basis=item.basis,
+        rules_version=rules_version,
+    )
+
+
+def store_batch(
+    db: Database,
+    run_id: int | None,
+    records: Iterable[PageRecord],
+    *,
+    lead_categories: Iterable[str] = LEAD_CATEGORIES,
+) -> BatchResult:
+    """Store pages, new snapshots, their findings and leads in one transaction.
+
+    A record whose (url, content_hash) is already stored only refreshes the
+    page's and its leads' last-seen times. When ``run_id`` is given, the run's
+    page, finding and lead counters grow by this batch's numbers.
+    """
+    records = list(records)
+    for record in records:
+        _validate(record)
+    with db.transaction() as session:
+        run = _run(session, run_id) if run_id is not None else None
+        writer = _BatchWriter(session, frozenset(lead_categories))
+        for record in records:
+            try:
+                writer.store(record)
+            except (StatementError, OverflowError) as error:
+                raise StorageError(
+                    f"保存页面 {record.url} 到数据库 {mask_url(db.engine.url)} 失败：{first_line(error)}"
+                ) from error
+        writer.result.pages = len(records)
+        if run is not None:
+            run.pages += writer.result.pages
+            run.new_findings += writer.result.new_findings
+            run.new_leads += writer.result.new_leads
+        return writer.result
