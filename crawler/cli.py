@@ -149,7 +149,7 @@ def _print_leads(rows, fmt: str, day: date | None, all_: bool) -> None:
 @_db_option
 def demo(port: int, db_url: str | None) -> None:
     """Serve the bundled demo site on 127.0.0.1, crawl it, and print today's flagged list."""
-    from crawler.demo import DEMO_SOURCES
+    from crawler.demo import SOURCES_FILE
     from crawler.demo.server import start_demo_server
     from storage.repository import list_leads
 
@@ -162,7 +162,7 @@ def demo(port: int, db_url: str | None) -> None:
     with server:
         os.environ["XUNJIAN_DEMO_URL"] = server.url
         console.print(f"演示网站已启动：{server.url}/")
-        sources = _load(str(DEMO_SOURCES))
+        sources = _load(str(SOURCES_FILE))
         _crawl(sources, db, console)
     _print_leads(list_leads(db), "table", None, False)
     where = db.path.resolve() if db.path else db.url

@@ -76,7 +76,8 @@ def run_crawl(
     settings = crawl_settings(db_url, log_file, overrides)
     check_browser(sources, settings)
     console = console or Console(stderr=True)
-    process = CrawlerProcess(settings, install_root_handler=log_file is not None)
+    settings.set("LOG_INSTALL_ROOT_HANDLER", log_file is not None, priority="cmdline")
+    process = CrawlerProcess(settings)
     outcomes: list[tuple[object, SourceOutcome]] = []
     progress = Progress(
         SpinnerColumn(),

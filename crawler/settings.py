@@ -42,6 +42,10 @@ ITEM_PIPELINES = {
     "crawler.pipelines.detect.DetectPipeline": 200,
     "crawler.pipelines.store.StorePipeline": 300,
 }
+DOWNLOADER_MIDDLEWARES = {
+    # Just below RedirectMiddleware (600), so it sees 3xx responses first.
+    "crawler.middlewares.redirect_loop.RedirectLoopMiddleware": 650,
+}
 EXTENSIONS = {
     # Neither a telnet console nor a code-executing HTTP endpoint belongs in an unattended crawler.
     "scrapy.extensions.telnet.TelnetConsole": None,

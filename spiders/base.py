@@ -141,7 +141,7 @@ def error_kind(failure: Failure) -> str:
         message = str(failure.value)
         if "robots.txt" in message:
             return "robots_forbidden"
-        if "redirection" in message:
+        if "redirect" in message:
             return "redirect_loop"
         return "ignored"
     if failure.check(ConnectionRefusedError):

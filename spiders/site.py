@@ -13,7 +13,8 @@ class SiteSpider(SourceSpider):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._links = LinkExtractor(allow_domains=self.allowed_domains, unique=True)
+        # Hosts are enforced by Scrapy's offsite middleware (which ignores ports, unlike allow_domains).
+        self._links = LinkExtractor(unique=True)
 
     def parse(self, response, **kwargs):
         item = self.page_item(response)
