@@ -6,11 +6,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV="${XUNJIAN_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
     echo "error: need Debian packages ${need_apt[*]} (run as root or install them)" >&2; exit 1; fi
   echo ">> installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -20,10 +21,10 @@ fi
 stamp="$VENV/.xunjian-installed"
 want="$(sha256sum pyproject.toml | cut -c1-64)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo ">> preparing $VENV (pip install -e '.[test]')"
+  echo ">> preparing $VENV (pip install -e '.[test,pg]')"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,pg]'
   echo "$want" > "$stamp"
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
