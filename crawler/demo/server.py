@@ -120,16 +120,18 @@ class DemoHandler(BaseHTTPRequestHandler):
         return False
 
     def _send_not_modified(self, path: str, page: Page) -> None:
+        # Logged before answering, so a client that has its answer can rely on the log line.
+        self.server.record(self.command, path, 304)
         self.send_response(304)
         if page.etag:
             self.send_header("ETag", page.etag)
         if page.last_modified:
             self.send_header("Last-Modified", page.last_modified)
         self.end_headers()
-        self.server.record(self.command, path, 304)
 
     def _send_redirect(self, path: str, target: str) -> None:
         body = f'<html><body><a href="{target}">{target}</a></body></html>'.encode("utf-8")
+        self.server.record(self.command, path, 302)
         self.send_response(302)
         self.send_header("Location", target)
         self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -137,9 +139,9 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.server.record(self.command, path, 302)
 
     def _send(self, path: str, page: Page, send_body: bool) -> None:
+        self.server.record(self.command, path, page.status)
         self.send_response(page.status)
         self.send_header("Content-Type", page.content_type)
         self.send_header("Content-Length", str(len(page.body)))
@@ -150,7 +152,6 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if send_body:
             self.wfile.write(page.body)
-        self.server.record(self.command, path, page.status)
 
 
 class _Stop(Exception):
