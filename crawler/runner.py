@@ -135,3 +135,5 @@ def _collect(crawler, outcome: SourceOutcome) -> None:
     spider = crawler.spider
     if spider is not None:
         outcome.unreachable = list(getattr(spider, "unreachable_start", []))
+    if outcome.unreachable:
+        outcome.finish_reason = "start_unreachable"

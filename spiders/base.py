@@ -13,7 +13,13 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import scrapy
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+)
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import (
@@ -28,7 +34,11 @@ from twisted.python.failure import Failure
 from crawler.items import PageItem
 from crawler.sources import Source, SourcesError, find_source, load_sources
 
-UNREACHABLE_ERRORS = (ConnectionRefusedError, ConnectError, DNSLookupError, TCPTimedOutError, TimeoutError)
+# Scrapy 2.13+ wraps Twisted's connection errors in its own exception types; accept both.
+UNREACHABLE_ERRORS = (
+    ConnectionRefusedError, ConnectError, DNSLookupError, TCPTimedOutError, TimeoutError,
+    DownloadConnectionRefusedError, CannotResolveHostError, DownloadTimeoutError, DownloadFailedError,
+)
 
 
 class SourceSpider(scrapy.Spider):
@@ -114,6 +124,7 @@ class SourceSpider(scrapy.Spider):
             html=response.text,
             selectors=dict(self.source.selectors.items()),
             rendered=bool(response.meta.get("playwright")),
+            **exchange_fields(response),
         )
 
     # --- failures --------------------------------------------------------------------------
@@ -133,6 +144,31 @@ class SourceSpider(scrapy.Spider):
         self.logger.warning("request failed (%s): %s: %s", kind, url, failure.getErrorMessage())
 
 
+def _header_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _header_pairs(headers) -> list[tuple[str, str]]:
+    return [(_header_text(name), _header_text(value)) for name, values in headers.items() for value in values]
+
+
+def exchange_fields(response: Response) -> dict[str, Any]:
+    """The raw request/response metadata a WARC record needs (see PageItem)."""
+    request = response.request
+    ip = getattr(response, "ip_address", None)
+    return {
+        "body": response.body,
+        "protocol": getattr(response, "protocol", None) or "HTTP/1.1",
+        "request_method": request.method if request is not None else "GET",
+        "request_headers": _header_pairs(request.headers) if request is not None else [],
+        "response_headers": _header_pairs(response.headers),
+        "ip_address": str(ip) if ip is not None else None,
+    }
+
+
 def error_kind(failure: Failure) -> str:
     """A short, stable name for a failed request, used in stats and run summaries."""
     if failure.check(HttpError):
@@ -144,10 +180,10 @@ def error_kind(failure: Failure) -> str:
         if "redirect" in message:
             return "redirect_loop"
         return "ignored"
-    if failure.check(ConnectionRefusedError):
+    if failure.check(ConnectionRefusedError, DownloadConnectionRefusedError):
         return "connection_refused"
-    if failure.check(DNSLookupError):
+    if failure.check(DNSLookupError, CannotResolveHostError):
         return "dns"
-    if failure.check(TimeoutError, TCPTimedOutError):
+    if failure.check(TimeoutError, TCPTimedOutError, DownloadTimeoutError):
         return "timeout"
     return failure.type.__name__ if failure.type else "unknown"
