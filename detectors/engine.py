@@ -1,0 +1,182 @@
+"""The detection engine: normalise, scan once, gate, evaluate rules, build findings."""
+
+from __future__ import annotations
+
+import gc
+from functools import lru_cache
+from pathlib import Path
+
+from .gate import GATE_LEXICONS, Gate
+from .loader import Condition, Rule, RuleSet, load_rules
+from .hits import DocHits, has_near, resolve_overlaps
+from .matcher import LexiconIndex
+from .model import CATEGORIES, DocumentResult, Finding, GateVerdict
+from .normalize import NormalizedText, Normalizer, default_normalizer
+from .scoring import order_categories, score
+
+RULES_DIR = Path(__file__).parent / "rules"
+MAX_FINDINGS_PER_RULE = 30  # a 10 MB page repeating one slogan still gives a readable result
+QUOTE_WINDOW = 24
+_OPEN_QUOTES = "“「『\"'‘《"
+_CLOSE_QUOTES = "”」』\"'’》"
+_CLAUSE_END = "。！？!?\n；;"
+
+
+class Engine:
+    """Detects rule findings in text.  Build once (about a second), then call ``detect``."""
+
+    def __init__(self, rules_dir: Path | str = RULES_DIR, normalizer: Normalizer | None = None):
+        self.rules_dir = Path(rules_dir)
+        self.ruleset: RuleSet = load_rules(self.rules_dir, required=GATE_LEXICONS)
+        self.normalizer = normalizer or default_normalizer()
+        self.index = LexiconIndex(self.ruleset.lexicons, self.normalizer)
+        self.gate = Gate(self.index.ids)
+        self.rules_version = self.ruleset.version
+        ids = self.index.ids
+        self._report_ids = (ids["g_report"], ids["g_policy"])
+        self._compiled = [(rule, self._compile(rule)) for rule in self.ruleset.rules]
+
+    @property
+    def rules(self) -> list[Rule]:
+        return list(self.ruleset.rules)
+
+    def _compile(self, rule: Rule):
+        ids = self.index.ids
+
+        def conds(cs: tuple[Condition, ...]):
+            return tuple((tuple(ids[name] for name in c.lexicons), c.window) for c in cs)
+
+        return (tuple(ids[n] for n in rule.anchor), conds(rule.near), conds(rule.doc),
+                conds(rule.unless_near), conds(rule.unless_doc),
+                tuple((conds(cs), sev) for cs, sev in rule.escalate))
+
+    def detect(self, text: str, title: str | None = None, url: str | None = None) -> DocumentResult:
+        """Findings for one document; ``title`` and ``url`` only inform the gate."""
+        # Detection allocates many small tuples but never a reference cycle: pausing the cyclic
+        # collector meanwhile avoids full collections over the host process's (the crawler's) heap.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._detect(text, title, url)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _detect(self, text: str, title: str | None, url: str | None) -> DocumentResult:
+        if not isinstance(text, str):
+            raise TypeError(f"detect() 需要 str 文本，收到 {type(text).__name__}")
+        if not text.strip():
+            return DocumentResult([], [], 0.0, self.rules_version, GateVerdict(False, (), "empty", ("空文本",)))
+        norm = self.normalizer.normalize(text)
+        found = self.index.scan(norm)
+        title_counts = None
+        if title:
+            title_counts = self.gate.counts(self.index.scan(self.normalizer.normalize(title).text))
+        verdict = self.gate.evaluate(self.gate.counts(found), title_counts, url, len(norm.text))
+        if not verdict.promotional:
+            return DocumentResult([], [], 0.0, self.rules_version, verdict)
+        reported = any(found.has(i) for i in self._report_ids)
+        findings: list[Finding] = []
+        for rule, compiled in self._compiled:
+            if rule.audience and not set(rule.audience) & set(verdict.audience):
+                continue
+            findings.extend(self._apply(rule, compiled, found, norm, reported))
+        findings = _suppress_categories(findings, self.ruleset.rules)
+        findings.sort(key=lambda f: (f.start, f.end, f.rule))
+        return DocumentResult(findings, order_categories(findings), score(findings),
+                              self.rules_version, verdict)
+
+    def _apply(self, rule: Rule, compiled, found: DocHits, norm: NormalizedText, reported: bool) -> list[Finding]:
+        anchor_ids, near, doc, unless_near, unless_doc, escalate = compiled
+        for lids, _ in doc:
+            if not any(found.has(i) for i in lids):
+                return []
+        for lids, _ in unless_doc:
+            if any(found.has(i) for i in lids):
+                return []
+        anchors = [h for i in anchor_ids for h in found.get(i)]
+        if not anchors:
+            return []
+        severity = rule.severity
+        for conds, sev in escalate:
+            if all(any(found.has(i) for i in lids) for lids, _ in conds):
+                severity = max(severity, sev)
+        out: list[Finding] = []
+        ntext = norm.text
+        for hit in resolve_overlaps(anchors):
+            start, end = hit[0], hit[1]
+            first_near = None
+            ok = True
+            for lids, window in near:
+                got = _near_any(found, lids, start, end, window, hit)
+                if got is None:
+                    ok = False
+                    break
+                first_near = first_near or got
+            if not ok:
+                continue
+            if any(_near_any(found, lids, start, end, window, hit) for lids, window in unless_near):
+                continue
+            if reported and not rule.quoted and _is_quoted(ntext, start, end):
+                continue
+            out.append(self._finding(rule, severity, norm, start, end, first_near))
+            if len(out) >= MAX_FINDINGS_PER_RULE:
+                break
+        return out
+
+    def _finding(self, rule: Rule, severity: int, norm: NormalizedText, start: int, end: int, near) -> Finding:
+        o_start, o_end = norm.orig_span(start, end)
+        matched = norm.original[o_start:o_end]
+        near_text = ""
+        if near is not None:
+            a, b = norm.orig_span(near[0], near[1])
+            near_text = norm.original[a:b]
+        explanation = rule.explanation.format(match=matched, near=near_text or matched)
+        return Finding(rule.category, rule.subcategory, rule.id, severity, o_start, o_end, matched,
+                       norm.text[start:end], explanation, rule.basis)
+
+
+def _near_any(found: DocHits, lids: tuple[int, ...], start: int, end: int, window: int, hit):
+    for lid in lids:
+        hits = found.get(lid)
+        if hits:
+            got = has_near(hits, start, end, window, exclude=hit)
+            if got is not None:
+                return got
+    return None
+
+
+def _is_quoted(text: str, start: int, end: int) -> bool:
+    """Is the span inside quotation marks within the same clause?"""
+    before = text[max(0, start - QUOTE_WINDOW):start]
+    after = text[end:end + QUOTE_WINDOW]
+    opened = -1
+    for q in _OPEN_QUOTES:
+        i = before.rfind(q)
+        if i > opened:
+            opened = i
+    if opened < 0 or any(ch in before[opened:] for ch in _CLAUSE_END):
+        return False
+    closes = [i for i in (after.find(q) for q in _CLOSE_QUOTES) if i >= 0]
+    if not closes:
+        return False
+    return not any(ch in after[:min(closes)] for ch in _CLAUSE_END)
+
+
+def _suppress_categories(findings: list[Finding], rules: list[Rule]) -> list[Finding]:
+    """Drop findings of rules whose ``unless_category`` is present in the document."""
+    present = {f.category for f in findings}
+    blocked = {r.id for r in rules if r.unless_category and present & set(r.unless_category)}
+    if not blocked:
+        return findings
+    return [f for f in findings if f.rule not in blocked]
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    """The shared default engine over ``detectors/rules/*.yaml``."""
+    return Engine()
+
+
+__all__ = ["Engine", "get_engine", "CATEGORIES"]

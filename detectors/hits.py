@@ -1,0 +1,149 @@
+"""Hits of one document, per lexicon, materialised lazily; overlap resolution; window search.
+
+A hit is ``(start, end, kind)`` in normalised-text coordinates; ``kind`` 0 = literal term,
+1 = pinyin, 2 = initials, 3 = homophone (kinds 2 and 3 only count with context nearby).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from operator import itemgetter
+
+Hit = tuple  # (start, end, kind)
+GUARDED_KINDS = (2, 3)
+_START = itemgetter(0)
+
+
+def resolve_overlaps(spans: list[Hit]) -> list[Hit]:
+    """Keep non-overlapping spans.
+
+    A generated variant (pinyin, initials, homophone) never beats a literal term it overlaps; among
+    the rest the leftmost wins, and among equal starts the longest.
+    """
+    ordered = sorted(spans, key=lambda h: (h[0], -h[1], h[2]))
+    exact = [h for h in ordered if h[2] == 0]
+    if exact and len(exact) != len(ordered):
+        starts = [h[0] for h in exact]
+        ordered = [h for h in ordered if h[2] == 0 or not _overlaps_any(exact, starts, h)]
+    kept: list[Hit] = []
+    last_end = -1
+    for span in ordered:
+        if span[0] >= last_end:
+            kept.append(span)
+            last_end = span[1]
+    return kept
+
+
+def _overlaps_any(sorted_hits: list[Hit], starts: list[int], span: Hit) -> bool:
+    i = bisect_left(starts, span[1])  # literal hits starting before the span ends
+    return any(h[1] > span[0] for h in sorted_hits[max(0, i - 8):i])
+
+
+def has_near(hits: list[Hit], start: int, end: int, window: int, exclude: Hit | None = None) -> Hit | None:
+    """First hit starting within ``window`` chars before ``start`` up to ``window`` after ``end``."""
+    i = bisect_left(hits, start - window, key=_START)
+    limit = end + window
+    n = len(hits)
+    while i < n:
+        h = hits[i]
+        if h[0] > limit:
+            return None
+        if exclude is None or h[0] != exclude[0] or h[1] != exclude[1]:
+            return h
+        i += 1
+    return None
+
+
+class DocHits:
+    """Per-lexicon hits of one document, built on first request and cached.
+
+    ``groups`` maps a term index to the (already word-boundary-checked) end offsets of its
+    occurrences; the index tells which lexicons hold each term, with which kind and guard.
+    """
+
+    __slots__ = ("index", "groups", "by_lex", "regex_hits", "text", "_done", "_cache", "_plain")
+
+    def __init__(self, index, groups: dict[int, list[int]], text: str):
+        self.index = index
+        self.groups = groups
+        self.text = text
+        self.regex_hits: dict[int, list[Hit]] = {}
+        self._done: set[int] = set()  # regex specs already run
+        by_lex: dict[int, list[int]] = {}
+        members = index.members
+        for idx in groups:
+            for lid in members[idx]:
+                bucket = by_lex.get(lid)
+                if bucket is None:
+                    by_lex[lid] = [idx]
+                else:
+                    bucket.append(idx)
+        self.by_lex = by_lex
+        self._cache: dict[int, list[Hit]] = {}
+        self._plain: dict[int, list[Hit]] = {}
+
+    def has(self, lid: int) -> bool:
+        if lid in self._cache:
+            return bool(self._cache[lid])
+        if lid not in self.index.guarded:
+            if lid in self.by_lex:
+                return True
+            self._regexes(lid)
+            return bool(self.regex_hits.get(lid))
+        return bool(self.get(lid))
+
+    def _regexes(self, lid: int) -> None:
+        """Run (once) the regexes feeding ``lid``; their hits go to every lexicon they feed."""
+        for spec_id in self.index.specs_for.get(lid, ()):
+            if spec_id in self._done:
+                continue
+            self._done.add(spec_id)
+            spans = self.index.run_regex(spec_id, self.text, self)
+            if spans:
+                for target in self.index.regex_specs[spec_id][0]:
+                    self.regex_hits.setdefault(target, []).extend(spans)
+                    self._cache.pop(target, None)
+                    self._plain.pop(target, None)
+
+    def count(self, lid: int) -> int:
+        if lid in self.index.guarded or lid in self._cache:
+            return len(self.get(lid))
+        self._regexes(lid)
+        groups = self.groups
+        return sum(len(groups[idx]) for idx in self.by_lex.get(lid, ())) + len(self.regex_hits.get(lid, ()))
+
+    def get(self, lid: int) -> list[Hit]:
+        hits = self._cache.get(lid)
+        if hits is None:
+            hits = self._cache[lid] = self._build(lid, guarded=True)
+        return hits
+
+    def plain(self, lid: int) -> list[Hit]:
+        """Hits of literal and pinyin forms only (used as context for guards; never recursive)."""
+        hits = self._plain.get(lid)
+        if hits is None:
+            hits = self._plain[lid] = self._build(lid, guarded=False)
+        return hits
+
+    def _build(self, lid: int, guarded: bool) -> list[Hit]:
+        index = self.index
+        self._regexes(lid)
+        out: list[Hit] = []
+        pending: list[tuple[Hit, int]] = []
+        for idx in self.by_lex.get(lid, ()):
+            length = index.lengths[idx]
+            kind, guard = index.kinds[idx][lid]
+            ends = self.groups[idx]
+            if kind in GUARDED_KINDS:
+                if guarded:
+                    pending.extend(((e - length, e, kind), guard) for e in ends)
+                continue
+            out.extend((e - length, e, kind) for e in ends)
+        out.extend(self.regex_hits.get(lid, ()))
+        for hit, guard in pending:
+            ctx, window = index.guards[guard]
+            context = self.plain(ctx)
+            if has_near(context, hit[0], hit[1], window, exclude=hit) is not None:
+                out.append(hit)
+        out.sort()
+        return out

@@ -1,0 +1,169 @@
+"""Regexes run only where they can match.
+
+For each pattern the set of literal strings one of which every match must contain (its
+*triggers*) is read from the parsed pattern, and its greatest match width.  The triggers join the
+Aho-Corasick automaton; the regex then runs only in small windows around trigger hits instead of
+over the whole text.  A pattern without usable triggers runs over the whole text.
+"""
+
+from __future__ import annotations
+
+import re
+from re import _constants as C  # noqa: N812  (the stdlib parser's opcode names)
+from re import _parser
+
+MAX_WINDOW = 64  # bound used for unbounded patterns ([0-9]+ and the like)
+MERGE_GAP = 48  # windows closer than this are scanned as one (fewer regex calls)
+
+
+def _required(seq) -> set[str] | None:
+    """Literals one of which every match of the parsed sequence contains (None if unknown)."""
+    best: set[str] | None = None
+    run: list[str] = []
+
+    def consider(cands: set[str] | None) -> None:
+        nonlocal best
+        if cands and (best is None or min(map(len, cands)) > min(map(len, best))):
+            best = cands
+
+    for op, av in seq:
+        if op is C.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            consider({"".join(run)})
+            run = []
+        if op is C.SUBPATTERN:
+            consider(_required(av[-1]))
+        elif op is C.BRANCH:
+            alts = [_required(alt) for alt in av[1]]
+            if all(alts):
+                consider(set().union(*alts))
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT) and av[0] >= 1:
+            consider(_required(av[2]))
+        elif op is C.IN and len(av) <= 4 and all(o is C.LITERAL for o, _ in av):
+            consider({chr(c) for _, c in av})
+    if run:
+        consider({"".join(run)})
+    return best
+
+
+def analyse(pattern: str) -> tuple[tuple[str, ...], int]:
+    """(triggers, window): triggers may be empty (then scan everything)."""
+    parsed = _parser.parse(pattern)
+    triggers = _required(parsed) or set()
+    width = parsed.getwidth()[1]
+    window = min(width, MAX_WINDOW) if width < C.MAXREPEAT else MAX_WINDOW
+    # the window is measured from a trigger's start, so it must also cover the trigger itself
+    return tuple(sorted(triggers)), window + max(map(len, triggers), default=0) + 2
+
+
+def windows(positions: list[int], window: int, length: int) -> list[tuple[int, int]]:
+    """Merged ``[pos - window, pos + window]`` ranges, clipped to the text."""
+    out: list[tuple[int, int]] = []
+    positions = sorted(positions)
+    lo = hi = None
+    for p in positions:
+        if hi is not None and p - window <= hi + MERGE_GAP:
+            hi = p + window
+            continue
+        if hi is not None:
+            out.append((lo if lo > 0 else 0, hi if hi < length else length))
+        lo, hi = p - window, p + window
+    if hi is not None:
+        out.append((lo if lo > 0 else 0, hi if hi < length else length))
+    return out
+
+
+def find_in_windows(pattern: re.Pattern, text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Non-empty matches inside the windows (lookbehinds may still look before a window)."""
+    found: list[tuple[int, int, int]] = []
+    last_end = -1
+    for a, b in spans:
+        for m in pattern.finditer(text, a, b):
+            start, end = m.span()
+            if end > start and start >= last_end:
+                found.append((start, end, 0))
+                last_end = end
+    return found
+
+
+_EXPANSION_LIMIT = 1000
+_DIGIT_CLASS = [(C.RANGE, (ord("0"), ord("9")))]
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _chars_of_class(av) -> list[str] | None:
+    chars: list[str] = []
+    for op, val in av:
+        if op is C.LITERAL:
+            chars.append(chr(val))
+        elif op is C.RANGE and val[1] - val[0] < 16:
+            chars.extend(chr(c) for c in range(val[0], val[1] + 1))
+        else:
+            return None
+    return chars
+
+
+def _expand(seq) -> list[str]:
+    """All strings the parsed sequence matches; raises _TooBig when not small and finite."""
+    out = [""]
+    for op, av in seq:
+        if op is C.LITERAL:
+            alts = [chr(av)]
+        elif op is C.IN:
+            alts = _chars_of_class(av)
+            if alts is None:
+                raise _TooBig
+        elif op is C.SUBPATTERN:
+            alts = _expand(av[-1])
+        elif op is C.BRANCH:
+            alts = [s for alt in av[1] for s in _expand(alt)]
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT) and av[1] <= 3:
+            inner = _expand(av[2])
+            alts = []
+            for count in range(av[0], av[1] + 1):
+                level = [""]
+                for _ in range(count):
+                    level = [a + b for a in level for b in inner]
+                alts.extend(level)
+        else:
+            raise _TooBig
+        out = [a + b for a in out for b in alts]
+        if len(out) > _EXPANSION_LIMIT:
+            raise _TooBig
+    return out
+
+
+def _is_digit_guard(op, av, behind: bool) -> bool:
+    """``(?<![0-9])`` at the start or ``(?![0-9])`` at the end of a pattern."""
+    if op is not C.ASSERT_NOT or (av[0] == -1) != behind:
+        return False
+    inner = list(av[1])
+    return len(inner) == 1 and inner[0][0] is C.IN and list(inner[0][1]) == _DIGIT_CLASS
+
+
+def literal_expansion(pattern: str) -> list[str] | None:
+    """The finite set of strings a pattern matches, if small (then it can be plain terms).
+
+    A leading ``(?<![0-9])`` / trailing ``(?![0-9])`` is allowed when every expansion starts /
+    ends with a digit: the automaton's whole-word check on digit edges does the same job.
+    """
+    items = list(_parser.parse(pattern))
+    lead = bool(items) and _is_digit_guard(*items[0], behind=True)
+    trail = bool(items) and _is_digit_guard(*items[-1], behind=False)
+    core = items[1 if lead else 0:len(items) - 1 if trail else len(items)]
+    try:
+        strings = _expand(core)
+    except _TooBig:
+        return None
+    if not strings or any(not s for s in strings):
+        return None
+    if lead and not all(s[0].isdigit() for s in strings):
+        return None
+    if trail and not all(s[-1].isdigit() for s in strings):
+        return None
+    return sorted(set(strings))
