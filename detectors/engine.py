@@ -6,7 +6,7 @@ import gc
 from functools import lru_cache
 from pathlib import Path
 
-from .gate import GATE_LEXICONS, Gate
+from .gate import GATE_LEXICONS, Gate, quoted_spans
 from .loader import Condition, Rule, RuleSet, load_rules
 from .hits import DocHits, has_near, resolve_overlaps
 from .matcher import LexiconIndex
@@ -15,7 +15,7 @@ from .normalize import NormalizedText, Normalizer, default_normalizer
 from .scoring import order_categories, score
 
 RULES_DIR = Path(__file__).parent / "rules"
-MAX_FINDINGS_PER_RULE = 30  # a 10 MB page repeating one slogan still gives a readable result
+MAX_FINDINGS_PER_RULE = 20  # a 10 MB page repeating one slogan still gives a readable result
 QUOTE_WINDOW = 24
 _OPEN_QUOTES = "“「『\"'‘《"
 _CLOSE_QUOTES = "”」』\"'’》"
@@ -23,7 +23,7 @@ _CLAUSE_END = "。！？!?\n；;"
 
 
 class Engine:
-    """Detects rule findings in text.  Build once (about a second), then call ``detect``."""
+    """Detects rule findings in text.  Build once (well under a second), then call ``detect``."""
 
     def __init__(self, rules_dir: Path | str = RULES_DIR, normalizer: Normalizer | None = None):
         self.rules_dir = Path(rules_dir)
@@ -33,7 +33,7 @@ class Engine:
         self.gate = Gate(self.index.ids)
         self.rules_version = self.ruleset.version
         ids = self.index.ids
-        self._report_ids = (ids["g_report"], ids["g_policy"])
+        self._report_ids = (ids["g_report"], ids["g_report_strong"], ids["g_policy"])
         self._compiled = [(rule, self._compile(rule)) for rule in self.ruleset.rules]
 
     @property
@@ -73,10 +73,15 @@ class Engine:
         title_counts = None
         if title:
             title_counts = self.gate.counts(self.index.scan(self.normalizer.normalize(title).text))
-        verdict = self.gate.evaluate(self.gate.counts(found), title_counts, url, len(norm.text))
+        counts = self.gate.counts(found)
+        reported = any(found.has(i) for i in self._report_ids)
+        if reported:
+            spans = quoted_spans(norm.text)
+            if spans:
+                counts = self.gate.discount_quoted(found, counts, spans)
+        verdict = self.gate.evaluate(counts, title_counts, url, len(norm.text))
         if not verdict.promotional:
             return DocumentResult([], [], 0.0, self.rules_version, verdict)
-        reported = any(found.has(i) for i in self._report_ids)
         findings: list[Finding] = []
         for rule, compiled in self._compiled:
             if rule.audience and not set(rule.audience) & set(verdict.audience):
@@ -95,6 +100,9 @@ class Engine:
         for lids, _ in unless_doc:
             if any(found.has(i) for i in lids):
                 return []
+        for lids, _ in near:  # a near condition whose lexicons are absent can never hold
+            if not any(found.has(i) for i in lids):
+                return []
         anchors = [h for i in anchor_ids for h in found.get(i)]
         if not anchors:
             return []
@@ -104,25 +112,26 @@ class Engine:
                 severity = max(severity, sev)
         out: list[Finding] = []
         ntext = norm.text
+        near_lists = [(found.union(lids), window) for lids, window in near]
+        unless_lists = [(hits, window) for hits, window in
+                        ((found.union(lids), window) for lids, window in unless_near) if hits]
         for hit in resolve_overlaps(anchors):
             start, end = hit[0], hit[1]
             first_near = None
-            ok = True
-            for lids, window in near:
-                got = _near_any(found, lids, start, end, window, hit)
+            for hits, window in near_lists:
+                got = has_near(hits, start, end, window, hit)
                 if got is None:
-                    ok = False
                     break
-                first_near = first_near or got
-            if not ok:
-                continue
-            if any(_near_any(found, lids, start, end, window, hit) for lids, window in unless_near):
-                continue
-            if reported and not rule.quoted and _is_quoted(ntext, start, end):
-                continue
-            out.append(self._finding(rule, severity, norm, start, end, first_near))
-            if len(out) >= MAX_FINDINGS_PER_RULE:
-                break
+                if first_near is None:
+                    first_near = got
+            else:
+                if unless_lists and any(has_near(h, start, end, w, hit) is not None for h, w in unless_lists):
+                    continue
+                if reported and not rule.quoted and _is_quoted(ntext, start, end):
+                    continue
+                out.append(self._finding(rule, severity, norm, start, end, first_near))
+                if len(out) >= MAX_FINDINGS_PER_RULE:
+                    break
         return out
 
     def _finding(self, rule: Rule, severity: int, norm: NormalizedText, start: int, end: int, near) -> Finding:
@@ -135,16 +144,6 @@ class Engine:
         explanation = rule.explanation.format(match=matched, near=near_text or matched)
         return Finding(rule.category, rule.subcategory, rule.id, severity, o_start, o_end, matched,
                        norm.text[start:end], explanation, rule.basis)
-
-
-def _near_any(found: DocHits, lids: tuple[int, ...], start: int, end: int, window: int, hit):
-    for lid in lids:
-        hits = found.get(lid)
-        if hits:
-            got = has_near(hits, start, end, window, exclude=hit)
-            if got is not None:
-                return got
-    return None
 
 
 def _is_quoted(text: str, start: int, end: int) -> bool:

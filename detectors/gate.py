@@ -8,6 +8,8 @@ them the engine reports no findings at all (domain §3.1, §5).
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from urllib.parse import urlsplit
 
 from .model import GateVerdict
@@ -15,10 +17,19 @@ from .model import GateVerdict
 # Lexicons the gate needs; the loader refuses a rule set that lacks one.
 GATE_LEXICONS = (
     "g_contact", "g_price", "g_intent", "g_cta", "g_offer", "g_self", "g_report", "g_report_strong", "g_policy",
-    "g_question",
+    "g_question", "g_charity",
     "g_job", "g_goods", "g_lesson", "g_school_service",
     "aud_k12", "aud_preschool", "aud_minor", "aud_adult", "aud_adult_strong",
 )
+
+
+# Cues of selling; inside quotation marks of a report they are the quoted ad, not the speaker's.
+PROMO_LEXICONS = ("g_contact", "g_price", "g_intent", "g_cta", "g_offer", "g_self")
+_QUOTED = re.compile(r'“[^”\n]{1,300}”|「[^」\n]{1,300}」|『[^』\n]{1,300}』|"[^"\n]{1,300}"')
+
+
+def quoted_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _QUOTED.finditer(text)]
 
 
 class Gate:
@@ -27,6 +38,19 @@ class Gate:
 
     def counts(self, found) -> dict[str, int]:
         return {name: found.count(self.ids[name]) for name in GATE_LEXICONS}
+
+    def discount_quoted(self, found, counts: dict[str, int], spans: list[tuple[int, int]]) -> dict[str, int]:
+        """Promotional cues inside quoted passages do not count (a report quoting an ad)."""
+        starts = [a for a, _ in spans]
+        out = dict(counts)
+        for name in PROMO_LEXICONS:
+            inside = 0
+            for hit in found.get(self.ids[name]):
+                k = bisect_right(starts, hit[0]) - 1
+                if k >= 0 and hit[1] <= spans[k][1]:
+                    inside += 1
+            out[name] -= inside
+        return out
 
     def evaluate(self, body: dict[str, int], title: dict[str, int] | None, url: str | None,
                  text_len: int) -> GateVerdict:
@@ -63,10 +87,12 @@ class Gate:
             register = "job"
         elif c["g_goods"] >= 2 and c["g_lesson"] == 0 and c["g_offer"] == 0:
             register = "goods"
+        elif c["g_charity"] >= 2 and c["g_price"] == 0:
+            register = "charity"
         if register != "advert":
             labels = {"policy": "政策/公文语体", "report": "新闻报道/执法通报/消费提示语体",
                       "school": "学校自办课后服务", "question": "家长提问", "job": "招聘启事",
-                      "goods": "商品销售，未提供课程"}
+                      "goods": "商品销售，未提供课程", "charity": "公益或志愿活动，不收费"}
             return GateVerdict(False, audience, register, tuple(reasons) + (labels[register],))
         reasons.append(f"推广要素 {promo} 分")
         return GateVerdict(True, audience, register, tuple(reasons))

@@ -1,13 +1,16 @@
 """Hits of one document, per lexicon, materialised lazily; overlap resolution; window search.
 
-A hit is ``(start, end, kind)`` in normalised-text coordinates; ``kind`` 0 = literal term,
-1 = pinyin, 2 = initials, 3 = homophone (kinds 2 and 3 only count with context nearby).
+A hit is ``(start, end, kind)`` in normalised-text coordinates; ``kind`` 0 = literal term (or
+regex match), 1 = pinyin, 2 = initials, 3 = homophone (2 and 3 only count with context nearby),
+4 = near miss of a long phrase (see ``fuzzy.py``).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from operator import itemgetter
+
+import numpy as np
 
 Hit = tuple  # (start, end, kind)
 GUARDED_KINDS = (2, 3)
@@ -61,7 +64,8 @@ class DocHits:
     occurrences; the index tells which lexicons hold each term, with which kind and guard.
     """
 
-    __slots__ = ("index", "groups", "by_lex", "regex_hits", "text", "_done", "_cache", "_plain")
+    __slots__ = ("index", "groups", "by_lex", "counts", "regex_hits", "text", "_done", "_lex_done", "_cache",
+                 "_plain", "_fuzzy", "_unions")
 
     def __init__(self, index, groups: dict[int, list[int]], text: str):
         self.index = index
@@ -69,18 +73,12 @@ class DocHits:
         self.text = text
         self.regex_hits: dict[int, list[Hit]] = {}
         self._done: set[int] = set()  # regex specs already run
-        by_lex: dict[int, list[int]] = {}
-        members = index.members
-        for idx in groups:
-            for lid in members[idx]:
-                bucket = by_lex.get(lid)
-                if bucket is None:
-                    by_lex[lid] = [idx]
-                else:
-                    bucket.append(idx)
-        self.by_lex = by_lex
+        self._fuzzy: dict[int, list[Hit]] | None = None  # near misses per lexicon, once computed
+        self.by_lex, self.counts = _lexicon_members(index, groups)
+        self._lex_done: set[int] = set()  # lexicons whose regexes have run
         self._cache: dict[int, list[Hit]] = {}
         self._plain: dict[int, list[Hit]] = {}
+        self._unions: dict[tuple[int, ...], list[Hit]] = {}
 
     def has(self, lid: int) -> bool:
         if lid in self._cache:
@@ -90,10 +88,16 @@ class DocHits:
                 return True
             self._regexes(lid)
             return bool(self.regex_hits.get(lid))
+        kinds = self.index.kinds
+        if any(kinds[idx][lid][0] not in GUARDED_KINDS for idx in self.by_lex.get(lid, ())):
+            return True  # a literal hit: no need to check the guarded ones
         return bool(self.get(lid))
 
     def _regexes(self, lid: int) -> None:
         """Run (once) the regexes feeding ``lid``; their hits go to every lexicon they feed."""
+        if lid in self._lex_done:
+            return
+        self._lex_done.add(lid)
         for spec_id in self.index.specs_for.get(lid, ()):
             if spec_id in self._done:
                 continue
@@ -105,17 +109,39 @@ class DocHits:
                     self._cache.pop(target, None)
                     self._plain.pop(target, None)
 
+    def _near_misses(self) -> dict[int, list[Hit]]:
+        if self._fuzzy is None:
+            index = self.index
+            trigger_hits = [(e - index.lengths[idx], index.terms[idx])
+                            for idx in self.by_lex.get(index.fuzzy_id, ()) for e in self.groups[idx]]
+            self._fuzzy = index.fuzzy.find(self.text, trigger_hits) if trigger_hits else {}
+        return self._fuzzy
+
     def count(self, lid: int) -> int:
-        if lid in self.index.guarded or lid in self._cache:
+        index = self.index
+        if lid in self._cache or lid in index.fuzzy.lexicons:
             return len(self.get(lid))
+        if lid in index.guarded:
+            kinds = index.kinds
+            if any(kinds[idx][lid][0] in GUARDED_KINDS for idx in self.by_lex.get(lid, ())):
+                return len(self.get(lid))  # some hits need their context checked
         self._regexes(lid)
-        groups = self.groups
-        return sum(len(groups[idx]) for idx in self.by_lex.get(lid, ())) + len(self.regex_hits.get(lid, ()))
+        return self.counts.get(lid, 0) + len(self.regex_hits.get(lid, ()))
 
     def get(self, lid: int) -> list[Hit]:
         hits = self._cache.get(lid)
         if hits is None:
             hits = self._cache[lid] = self._build(lid, guarded=True)
+        return hits
+
+    def union(self, lids: tuple[int, ...]) -> list[Hit]:
+        """Hits of any of ``lids``, sorted (cached: rules share their conditions)."""
+        if len(lids) == 1:
+            return self.get(lids[0])
+        hits = self._unions.get(lids)
+        if hits is None:
+            parts = [self.get(lid) for lid in lids]
+            hits = self._unions[lids] = sorted(h for part in parts for h in part) if len(parts) > 1 else parts[0]
         return hits
 
     def plain(self, lid: int) -> list[Hit]:
@@ -140,6 +166,8 @@ class DocHits:
                 continue
             out.extend((e - length, e, kind) for e in ends)
         out.extend(self.regex_hits.get(lid, ()))
+        if guarded and lid in index.fuzzy.lexicons:
+            out.extend(self._near_misses().get(lid, ()))
         for hit, guard in pending:
             ctx, window = index.guards[guard]
             context = self.plain(ctx)
@@ -147,3 +175,35 @@ class DocHits:
                 out.append(hit)
         out.sort()
         return out
+
+
+def _lexicon_members(index, groups: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """For the terms found, which of them each lexicon holds and how many hits it gets.
+
+    Vectorised over the index's term -> lexicons table (``member_ptr``/``member_lid``, CSR): a
+    term belongs to several lexicons (its own, the lexicons including it, regex triggers).
+    """
+    if not groups:
+        return {}, {}
+    n = len(groups)
+    terms = np.fromiter(groups.keys(), dtype=np.int64, count=n)
+    hits = np.fromiter(map(len, groups.values()), dtype=np.int64, count=n)
+    first = index.member_ptr[terms]
+    sizes = index.member_ptr[terms + 1] - first
+    total = int(sizes.sum())
+    ends = np.cumsum(sizes)
+    offsets = np.repeat(first - (ends - sizes), sizes) + np.arange(total)
+    lids = index.member_lid[offsets]
+    order = np.argsort(lids, kind="stable")
+    lids = lids[order]
+    term_of = np.repeat(terms, sizes)[order]
+    hits_of = np.repeat(hits, sizes)[order]
+    present, starts = np.unique(lids, return_index=True)
+    bounds = np.append(starts, total)
+    cumulative = np.concatenate(([0], np.cumsum(hits_of)))
+    totals = (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()
+    term_list = term_of.tolist()
+    bound_list = bounds.tolist()
+    by_lex = {lid: term_list[bound_list[i]:bound_list[i + 1]] for i, lid in enumerate(present.tolist())}
+    counts = dict(zip(present.tolist(), totals))
+    return by_lex, counts

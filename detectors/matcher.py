@@ -20,6 +20,7 @@ from itertools import chain
 import ahocorasick
 import numpy as np
 
+from .fuzzy import FuzzyPhrases
 from .hits import DocHits, Hit
 from .loader import Lexicon
 from .normalize import NormalizedText, Normalizer
@@ -134,6 +135,18 @@ class LexiconIndex:
                         exact.add(lit)
                         variants.append((lit, trigger_id, 0))
                 self.regex_specs.append((targets_of, re.compile(pattern), trigger_id, window))
+        # Near misses of long phrases: their halves are triggers under one more extra id.
+        self.fuzzy = FuzzyPhrases()
+        self.fuzzy_id = next_id
+        next_id += 1
+        for name, lex in lexicons.items():
+            if "fuzzy" in lex.variants:
+                for target in (self.ids[name],) + parents.get(self.ids[name], ()):
+                    for term in lex.terms:
+                        self.fuzzy.add(target, normalizer.term(term))
+        for trigger in self.fuzzy.by_trigger:
+            exact.add(trigger)
+            variants.append((trigger, self.fuzzy_id, 0))
         for norm, lid, code in variants:
             if code and norm in exact:  # a variant that is itself a real rule term is not a variant
                 continue
@@ -148,8 +161,13 @@ class LexiconIndex:
         self.flags = [0 if trigger_only & set(targets[t]) else _edge_flags(t) for t in self.terms]
         self.kinds = [targets[t] for t in self.terms]
         self.members = [tuple(k) for k in self.kinds]
+        sizes = [len(m) for m in self.members]
+        self.member_ptr = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+        self.member_lid = np.fromiter((lid for m in self.members for lid in m), dtype=np.int64,
+                                      count=int(sum(sizes)))
         # lexicons holding initials/homophone variants (their hits need a context check)
         self.guarded = {lid for k in self.kinds for lid, (kind, _) in k.items() if kind >= 2}
+        self.guarded |= self.fuzzy.lexicons
         self.max_len = max(self.lengths, default=1)
         # regex specs feeding each lexicon id (run lazily, once per document)
         self.specs_for: dict[int, list[int]] = {}

@@ -13,26 +13,78 @@ from re import _constants as C  # noqa: N812  (the stdlib parser's opcode names)
 from re import _parser
 
 MAX_WINDOW = 64  # bound used for unbounded patterns ([0-9]+ and the like)
-MERGE_GAP = 48  # windows closer than this are scanned as one (fewer regex calls)
+MERGE_GAP = 160  # windows closer than this are scanned as one (fewer regex calls)
+
+
+def _small_class(op, av) -> list[str] | None:
+    """Characters of a small class (``[0-9]``, ``[3-9]``), or of a repeat (min >= 1) of one."""
+    if op in (C.MAX_REPEAT, C.MIN_REPEAT) and av[0] >= 1 and len(av[2]) == 1:
+        op, av = av[2][0]
+    if op is C.IN:
+        chars = _chars_of_class(av)
+        if chars is not None and len(chars) <= 12:
+            return chars
+    return None
+
+
+def _literal_alternatives(op, av) -> list[str] | None:
+    """The strings of a group made only of literal alternatives (``(?:元|块钱)``), if few."""
+    if op not in (C.SUBPATTERN, C.BRANCH):
+        return None
+    try:
+        strings = _expand([(op, av)])
+    except _TooBig:
+        return None
+    return strings if 0 < len(strings) <= 12 and all(strings) else None
+
+
+def _rank(cands: set[str]) -> tuple[int, bool]:
+    """Longer triggers are rarer; at equal length, mostly digit-bearing ones (``0万``) beat words."""
+    return min(map(len, cands)), sum(any(ch.isdigit() for ch in c) for c in cands) * 2 > len(cands)
 
 
 def _required(seq) -> set[str] | None:
-    """Literals one of which every match of the parsed sequence contains (None if unknown)."""
+    """Literals one of which every match of the parsed sequence contains (None if unknown).
+
+    A literal run next to a small class becomes the product (``[0-9]分`` -> ``0分``…``9分``,
+    ``1[3-9]`` -> ``13``…``19``): longer, rarer triggers mean fewer regex windows.
+    """
     best: set[str] | None = None
     run: list[str] = []
+    before: list[str] | None = None  # small class right before the current literal run
 
     def consider(cands: set[str] | None) -> None:
         nonlocal best
-        if cands and (best is None or min(map(len, cands)) > min(map(len, best))):
+        if cands and (best is None or _rank(cands) > _rank(best)):
             best = cands
 
-    for op, av in seq:
+    def flush(after: list[str] | None) -> None:
+        if not run:
+            return
+        text = "".join(run)
+        consider({text})
+        if before:
+            consider({c + text for c in before})
+        if after:
+            consider({text + c for c in after})
+
+    items = list(seq)
+    alts_before: list[str] | None = None  # literal alternatives of the previous group, if any
+    for op, av in items:
         if op is C.LITERAL:
             run.append(chr(av))
+            alts_before = None
             continue
-        if run:
-            consider({"".join(run)})
-            run = []
+        cls = _small_class(op, av)
+        flush(cls)
+        if cls and alts_before:  # (?:数学|语文)[0-9] -> 数学0 … 语文9
+            consider({a + c for a in alts_before for c in cls})
+        alts = _literal_alternatives(op, av)
+        if alts and before and not run:  # [0-9](?:元|块) -> 0元 … 9块
+            consider({c + a for c in before for a in alts})
+        run = []
+        before = cls
+        alts_before = alts
         if op is C.SUBPATTERN:
             consider(_required(av[-1]))
         elif op is C.BRANCH:
@@ -43,8 +95,7 @@ def _required(seq) -> set[str] | None:
             consider(_required(av[2]))
         elif op is C.IN and len(av) <= 4 and all(o is C.LITERAL for o, _ in av):
             consider({chr(c) for _, c in av})
-    if run:
-        consider({"".join(run)})
+    flush(None)
     return best
 
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin, pinyin_dict
 
-KINDS = ("exact", "pinyin", "initials", "homophone")
+KINDS = ("exact", "pinyin", "initials", "homophone", "fuzzy")
 _TONE_MARKS = str.maketrans("āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ", "aaaaeeeeiiiioooouuuuvvvvvnnnm")
 _MAX_HOMOPHONES_PER_CHAR = 80
 # Function characters never used as a homophone substitute: 不习 (不习惯) is not 补习.
@@ -103,7 +103,9 @@ _GENERATORS = {
     "homophones": homophone_variants,
     "digits": digit_variants,
 }
-VARIANT_OPTIONS = tuple(_GENERATORS)
+# "fuzzy" is not a generator: long phrases of such a lexicon also match with one character off
+# (detectors/fuzzy.py).
+VARIANT_OPTIONS = tuple(_GENERATORS) + ("fuzzy",)
 _KIND_OF_OPTION = {"pinyin": "pinyin", "initials": "initials", "homophones": "homophone",
                    "digits": "exact"}
 
@@ -113,6 +115,8 @@ def expand(term: str, options: tuple[str, ...]) -> list[tuple[str, str]]:
     out = [(term, "exact")]
     seen = {term}
     for option in options:
+        if option not in _GENERATORS:
+            continue
         for v in _GENERATORS[option](term):
             if v not in seen:
                 seen.add(v)

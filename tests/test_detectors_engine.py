@@ -83,6 +83,14 @@ def test_homophone_and_initials_need_context(engine):
     assert not [f for f in bare.findings if f.normalized in ("树学", "sx")]
 
 
+def test_near_miss_of_a_long_phrase_is_found(engine):
+    text = "暑假不学，就被别人家的孩纸甩开了，初二数学班报名电话13600003333。"
+    hits = [f for f in engine.detect(text).findings if f.subcategory == "EM6"]
+    assert [f.text for f in hits] == ["别人家的孩纸"]
+    clean = "暑假有空来玩，我家孩子也在，初二数学班报名电话13600003333。"
+    assert not [f for f in engine.detect(clean).findings if f.subcategory == "EM6"]
+
+
 def test_latin_terms_match_whole_words_only(engine):
     result = engine.detect("初二 asx 与 sxy 提高班报名中，电话13800001111。")
     assert not [f for f in result.findings if f.normalized == "sx"]
@@ -113,7 +121,9 @@ def test_findings_carry_basis_explanation_and_version(engine):
 def test_severity_escalates_with_price_contact_and_holiday(engine):
     plain = engine.detect("初二数学同步班报名中，欢迎咨询。")
     full = engine.detect("暑假初二数学同步班报名中，每期980元，电话13800001111。")
-    assert max(f.severity for f in plain.findings if f.category == "banned_ad") == 4
+    contact = engine.detect("初二数学同步班报名中，电话13800001111。")
+    assert max(f.severity for f in plain.findings if f.category == "banned_ad") == 3
+    assert max(f.severity for f in contact.findings if f.category == "banned_ad") == 4
     assert max(f.severity for f in full.findings if f.category == "banned_ad") == 5
     assert full.score > plain.score
 
@@ -146,6 +156,10 @@ def test_disguised_tutoring_is_also_banned_ad(engine):
     "我校课后服务时段安排作业辅导、答疑和社团活动，学生自愿参加。",
     "诚聘初中数学教师，要求教师资格证，五险一金，简历投递至招聘邮箱，电话13800001111。",
     "午托：接送、午餐、午休、作业看护，不提供任何课程，电话13800001111。",
+    # a report quoting the whole ad, phone and price included
+    "近日，有家长向本报反映，某机构张贴“初二数学暑假班，保证提分20分，报名电话13800001234”的广告。"
+    "记者拨打该电话，对方称每期3800元。区教育局表示已介入调查。",
+    "大学生暑期支教活动招募志愿者：为山区小学孩子辅导作业，不收取任何费用，报名请扫码。",
 ])
 def test_gate_gives_no_findings_for_non_promotional_text(engine, text):
     result = engine.detect(text)
