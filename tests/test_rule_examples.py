@@ -125,3 +125,28 @@ def test_lexicon_errors_name_the_lexicon(tmp_path: Path):
     with pytest.raises(RulePackError) as info:
         Engine(_pack_dir(tmp_path, body))
     assert info.value.item == "词表 zz_terms" and info.value.field == "variants[0]"
+
+
+# --- the same checks from the command line -------------------------------------------------------
+
+def test_rules_cli_check_and_test_pass_on_the_bundled_packs():
+    from tests.conftest import run_cli
+
+    check = run_cli("rules", "check")
+    assert check.code == 0 and "规则包有效" in check.out, check.err
+    test = run_cli("rules", "test")
+    assert test.code == 0, test.err
+    assert f"{len(_CASES)}/{len(_CASES)} 个示例通过" in test.out
+
+
+def test_rules_cli_reports_a_failing_example_and_a_bad_pack(tmp_path: Path):
+    from tests.conftest import run_cli
+
+    wrong = _EXAMPLES.replace("no_match: [美术班欢迎咨询13800001111。]", "no_match: [全城最棒的舞蹈班，电话13800001111。]")
+    failing = run_cli("rules", "test", str(_pack_dir(tmp_path / "a", _rule(examples=wrong))))
+    assert failing.code == 1
+    assert "错误：规则 ZZ.bad 不应命中：全城最棒的舞蹈班" in failing.err, failing.err
+    broken = run_cli("rules", "check", str(_pack_dir(tmp_path / "b", _rule(severity="7"))))
+    assert broken.code == 1
+    lines = broken.err.strip().splitlines()
+    assert len(lines) == 1 and "zz_bad.yaml" in lines[0] and "severity" in lines[0], broken.err
