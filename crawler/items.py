@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from storage.records import EvidenceRecord
+
 
 @dataclass
 class PageItem:
@@ -20,6 +22,14 @@ class PageItem:
     html: str  # decoded response.text; dropped by the store pipeline
     selectors: dict[str, str] = field(default_factory=dict)
     rendered: bool = False
+    # The HTTP exchange as Scrapy saw it, kept for the WARC record of flagged pages; the evidence
+    # pipeline empties ``body`` once it is done with the item.
+    body: bytes = b""  # response body bytes as received (after Scrapy's transfer/content decoding)
+    protocol: str = "HTTP/1.1"
+    request_method: str = "GET"
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
+    response_headers: list[tuple[str, str]] = field(default_factory=list)  # every value, in order
+    ip_address: str | None = None
     # Filled by ExtractPipeline.
     title: str = ""
     text: str = ""
@@ -30,3 +40,5 @@ class PageItem:
     score: float = 0.0
     rules_version: str = ""
     findings: list[dict] = field(default_factory=list)
+    # Filled by EvidencePipeline: files already written under the data directory.
+    evidence: list[EvidenceRecord] = field(default_factory=list)

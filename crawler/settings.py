@@ -40,6 +40,7 @@ COOKIES_ENABLED = False
 ITEM_PIPELINES = {
     "crawler.pipelines.extract.ExtractPipeline": 100,
     "crawler.pipelines.detect.DetectPipeline": 200,
+    "crawler.pipelines.evidence.EvidencePipeline": 250,
     "crawler.pipelines.store.StorePipeline": 300,
 }
 DOWNLOADER_MIDDLEWARES = {

@@ -1,8 +1,14 @@
-"""Contact identifiers (phones, WeChat ids, institution names) and lead keys.
+"""Advertiser identifiers found on a page, and the name cores used to group leads.
 
-Deliberately small: it finds the strong keys an ad usually shows so that
-pages of one advertiser share a lead. Masked numbers and shared service
-hotlines are never returned, since they would merge unrelated sellers.
+``extract_all`` returns every identifier a flagged page shows: phones (mobile
+and landline, spaced, hyphenated, full-width or written in Chinese digit
+words), WeChat and QQ ids, 统一社会信用代码, 办学许可证号, institution names,
+addresses, prices and teacher names, each as (kind, normalised value, raw
+text as written, width-folded). Masked numbers, shared service hotlines and generic names
+are never returned, since they would merge unrelated sellers.
+
+``extract_identifiers`` and ``lead_key`` are the narrower interface (phones,
+WeChat ids, names) the key of a new lead is built from.
 """
 
 from __future__ import annotations
@@ -11,11 +17,33 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 LEAD_KEY_LENGTH = 255
+VALUE_LENGTH = 255
+
+# Kinds that link findings into one lead on a single shared value.
+STRONG_KINDS = frozenset({"phone", "wechat", "qq", "uscc", "license", "url"})
+KIND_NAMES = {
+    "phone": "电话",
+    "wechat": "微信",
+    "qq": "QQ",
+    "uscc": "统一社会信用代码",
+    "license": "办学许可证号",
+    "name": "机构名称",
+    "address": "地址",
+    "price": "价格",
+    "teacher": "教师",
+    "url": "网址",
+}
 
 # Dash-like characters NFKC leaves alone but people type inside phone numbers.
 _DASHES = str.maketrans({c: "-" for c in "‐‑‒–—―−"})
+_CN_DIGITS = {**dict.fromkeys("零〇○", "0"), **dict.fromkeys("一幺壹", "1"), **dict.fromkeys("二两贰", "2"),
+              **dict.fromkeys("三叁", "3"), **dict.fromkeys("四肆", "4"), **dict.fromkeys("五伍", "5"),
+              **dict.fromkeys("六陆", "6"), **dict.fromkeys("七柒", "7"), **dict.fromkeys("八捌", "8"),
+              **dict.fromkeys("九玖", "9")}
+_CN_RUN = re.compile(rf"[{''.join(_CN_DIGITS)}0-9](?:[ \-]?[{''.join(_CN_DIGITS)}0-9]){{6,}}")
 
 _SEP = r"[ \t\-.]?"
 # 11-digit mobile, optionally +86/0086 prefixed, separators between any digits.
@@ -24,26 +52,74 @@ _MOBILE = re.compile(rf"(?<![\d*])(?:(?:\+|00)?86{_SEP})?(1[3-9](?:{_SEP}\d){{9}
 _LANDLINE = re.compile(
     r"(?<![\d*])(?:\((0\d{2,3})\)[ \-]?|(0\d{2,3})[ \-]|(?=0))(\d{7,8}|0\d{9,10})(?![\d*])"
 )
+# Shared service lines that must never link sellers (complaints, banks, 400/800).
+_HOTLINE = re.compile(r"^(?:400|800|95\d|1231\d|1234\d|1235\d|110$|120$|119$)")
 
 _WECHAT = re.compile(
-    r"(?:微信号?|(?<![A-Za-z0-9])(?:v信|vx|wx|加v)|威信|薇信)"
+    r"(?:微信号?|(?<![A-Za-z0-9])(?:v信|vx|wx|加v)|威信|薇信|徽信)"
     r"[ \t]*(?:号)?[ \t]*[:：]?[ \t]*"
     r"([A-Za-z][A-Za-z0-9_\-]{5,19})(?![A-Za-z0-9_\-])",
     re.IGNORECASE,
 )
+_QQ = re.compile(r"(?:(?<![A-Za-z])qq|扣扣|企鹅)(?:号|群)?[ \t]*[:：]?[ \t]*([1-9]\d{4,10})(?!\d)", re.IGNORECASE)
+_USCC = re.compile(r"统一社会信用代码[ \t]*[:：]?[ \t]*([0-9A-HJ-NPQRTUWXY]{18})(?![0-9A-Z])", re.IGNORECASE)
+_LICENSE = re.compile(r"办学许可证(?:号|编号)?[ \t]*[:：]?[ \t]*([\u4e00-\u9fff]{0,4}\d{6,24})号?")
 
 _CJK = "\u4e00-\u9fff"
 _NAME = re.compile(
-    rf"[{_CJK}]{{2,10}}(?:教育科技有限公司|培训学校|培训中心|工作室|学校)"
+    rf"[{_CJK}]{{2,12}}(?:教育科技有限公司|有限公司|培训学校|培训中心|学习中心|工作室|学校|中心)(?![园区])"
+    rf"|[{_CJK}]{{2,10}}\([{_CJK}]{{2,8}}(?:校区|校區|分校)\)"
 )
 # Words an ad puts in front of a name ("欢迎来到XX培训学校") that are not part of it.
-_NAME_LEADERS = ("欢迎来到", "欢迎加入", "欢迎", "来到", "报名", "加入", "选择", "我们是", "这里是", "本")
+_NAME_LEADERS = ("欢迎来到", "欢迎加入", "欢迎咨询", "欢迎", "咨询", "联系", "来到", "报名", "加入", "选择",
+                 "我们是", "这里是", "推荐", "本")
+_NAME_BREAK = re.compile(r"[是为由的在和与及请到]")
 # "考上理想学校" is a goal, not an institution.
 _GENERIC_SCHOOL = re.compile(r"(?:理想|重点|名牌|目标|心仪|梦想|好|名|各|其他|所在|全市|全国)学校$")
+# "位于市中心", "大学校园": places, not institutions.
+_PLACE = re.compile(r"(?:[市城区镇]中心|大学校)$")
+_TITLE_SPLIT = re.compile(r"\s*[-_|｜–—·•]+\s*")
+_TITLE_NAME = re.compile(
+    rf"[{_CJK}A-Za-z0-9]{{1,12}}(?:教育|学堂|课堂|培训|学校|工作室|中心|机构|书院|学院|学苑|网校|堂|馆|家政)"
+    rf"(?:\([{_CJK}]{{2,8}}\))?"
+)
+
+_ADDRESS = re.compile(
+    rf"(?:[{_CJK}]{{2,4}}[省市])?[{_CJK}]{{2,4}}[区县][{_CJK}0-9]{{1,10}}?(?:大道|路|街|巷|弄|道)"
+    rf"\d{{1,5}}号(?:[{_CJK}A-Za-z0-9]{{0,10}}?\d{{1,3}}(?:楼|层|室))?"
+)
+_PRICE = re.compile(
+    r"(原价|现价|特价|优惠价)?[:：]?[ \t]*[¥￥]?(\d{1,6}(?:\.\d{1,2})?)[ \t]*元(?:[ \t]*/[ \t]*([\u4e00-\u9fff\d]{1,6}))?"
+)
+_SURNAMES = set("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚"
+                "卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
+_TEACHER = re.compile(rf"([{_CJK}]{{1,3}})老师")
 
 _FIELD_WECHAT = {"wechat", "weixin", "wx", "微信", "微信号"}
 _FIELD_NAME = {"institution", "organization", "org", "company", "机构", "机构名称", "公司"}
 _WECHAT_ID = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{5,19}")
+
+# Legal-form and trade words stripped from the end of a name before comparing.
+_NAME_SUFFIXES = (
+    "有限责任公司", "股份有限公司", "有限公司", "分公司", "公司", "集团", "教育信息咨询", "教育科技", "教育咨询",
+    "文化传播", "文化传媒", "文化艺术", "信息咨询", "网络科技", "信息技术", "科技", "咨询", "服务", "管理",
+    "培训学校", "培训中心", "培训机构", "培训", "学校", "校区", "分校", "中心", "教育", "文化", "传播",
+    "传媒", "工作室", "机构",
+)
+_CITY_PREFIX = re.compile(rf"^[{_CJK}]{{1,8}}?[省市]")
+# Words that on their own name a kind of business, not one advertiser.
+_GENERIC_WORDS = frozenset(
+    "思维 学习 课程 帮助 个人 用户 会员 客服 服务 首页 培训 教育 辅导 家教 补习 作业 托管 晚托 午托 数学 语文 英语 "
+    "物理 化学 少儿 儿童 幼儿 小学 初中 高中 中小学 名师 名校 优秀 专业 学科 兴趣 素质 艺术 美术 音乐 舞蹈 编程 "
+    "阅读 写作 考研 一对一 精品 在线 网络 我们 本 联系 关于 平台 学生 学员 家长".split()
+)
+
+
+@dataclass(frozen=True)
+class Identifier:
+    kind: str
+    value: str
+    raw: str
 
 
 @dataclass
@@ -53,8 +129,24 @@ class Identifiers:
     names: list[str] = field(default_factory=list)
 
 
-def _normalise(text: str) -> str:
+def _fold_chinese_digits(text: str) -> str:
+    def convert(match: re.Match[str]) -> str:
+        run = match.group(0)
+        if not any(c in _CN_DIGITS for c in run):
+            return run
+        return "".join(_CN_DIGITS.get(c, c) for c in run)
+
+    return _CN_RUN.sub(convert, text)
+
+
+def _width_fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_DASHES)
+
+
+def _normalise(text: str) -> str:
+    # Chinese digit folding maps one character to one, so spans stay aligned
+    # with _width_fold(text) and the raw form can be cut from it.
+    return _fold_chinese_digits(_width_fold(text))
 
 
 def _add(target: list[str], value: str) -> None:
@@ -74,34 +166,58 @@ def _landline(match: re.Match[str]) -> str | None:
     return f"{area}-{number}"
 
 
-def _phones(text: str) -> list[str]:
-    found: list[tuple[int, str]] = []
+def _phone_matches(text: str, raw_text: str | None = None) -> list[tuple[str, str]]:
+    """(normalised number, raw text) for every phone in normalised ``text``.
+
+    ``raw_text`` is the same text before Chinese digit folding (same length).
+    """
+    raw_text = text if raw_text is None else raw_text
+    found: list[tuple[int, str, str]] = []
     taken: list[tuple[int, int]] = []
     for match in _MOBILE.finditer(text):
-        found.append((match.start(), re.sub(r"\D", "", match.group(1))))
+        found.append((match.start(), re.sub(r"\D", "", match.group(1)), raw_text[slice(*match.span())]))
         taken.append(match.span())
     for match in _LANDLINE.finditer(text):
         if any(start < match.end() and match.start() < end for start, end in taken):
             continue
         number = _landline(match)
         if number is not None:
-            found.append((match.start(), number))
-    # 12315, 12345, 400-/800- and 95xxx service lines never match the patterns
-    # above: they are not 11-digit mobiles and carry no 0-prefixed area code.
-    return [number for _, number in sorted(found)]
+            found.append((match.start(), number, raw_text[slice(*match.span())]))
+    return [(number, raw) for _, number, raw in sorted(found) if not _HOTLINE.match(number)]
+
+
+def _phones(text: str) -> list[str]:
+    return [number for number, _ in _phone_matches(text)]
+
+
+def _clean_name(name: str) -> str | None:
+    name = _NAME_BREAK.split(name)[-1]
+    stripped = True
+    while stripped:
+        stripped = False
+        for leader in _NAME_LEADERS:
+            if name.startswith(leader) and len(name) - len(leader) >= 4:
+                name, stripped = name[len(leader):], True
+                break
+    if _GENERIC_SCHOOL.search(name) or _PLACE.search(name) or is_generic_name(name):
+        return None
+    return name
 
 
 def _names(text: str) -> list[str]:
     names: list[str] = []
     for match in _NAME.finditer(text):
-        name = match.group(0)
-        for leader in _NAME_LEADERS:
-            if name.startswith(leader) and len(name) - len(leader) >= 4:
-                name = name[len(leader):]
-                break
-        if _GENERIC_SCHOOL.search(name):
-            continue
-        _add(names, name)
+        name = _clean_name(match.group(0))
+        if name is not None:
+            _add(names, name)
+    return names
+
+
+def _title_names(title: str) -> list[str]:
+    names: list[str] = []
+    for segment in _TITLE_SPLIT.split(_normalise(title).strip()):
+        if _TITLE_NAME.fullmatch(segment) and not is_generic_name(segment):
+            _add(names, segment)
     return names
 
 
@@ -113,18 +229,11 @@ def extract_identifiers(text: str, fields: dict[str, list[str]]) -> Identifiers:
     come first, since selectors point at the advertiser's own contact block.
     """
     ids = Identifiers()
-    chunks: list[str] = []
-    for key, values in fields.items():
-        label = key.strip().lower()
-        for raw in values:
-            value = _normalise(raw).strip()
-            if label in _FIELD_WECHAT and _WECHAT_ID.fullmatch(value):
-                _add(ids.wechat, value.lower())
-            elif label in _FIELD_NAME and value:
-                _add(ids.names, value)
-            chunks.append(value)
-    chunks.append(_normalise(text))
-    for chunk in chunks:
+    for chunk, _raw, label in _chunks(text, fields):
+        if label in _FIELD_WECHAT and _WECHAT_ID.fullmatch(chunk.strip()):
+            _add(ids.wechat, chunk.strip().lower())
+        elif label in _FIELD_NAME and chunk.strip():
+            _add(ids.names, chunk.strip())
         for phone in _phones(chunk):
             _add(ids.phones, phone)
         for match in _WECHAT.finditer(chunk):
@@ -132,6 +241,100 @@ def extract_identifiers(text: str, fields: dict[str, list[str]]) -> Identifiers:
         for name in _names(chunk):
             _add(ids.names, name)
     return ids
+
+
+def _chunks(text: str, fields: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """(normalised, width-folded, field label) for each field value, then the text."""
+    pieces = [(raw, key.strip().lower()) for key, values in fields.items() for raw in values]
+    pieces.append((text, ""))
+    return [(_normalise(raw), _width_fold(raw), label) for raw, label in pieces]
+
+
+def extract_all(title: str, text: str, fields: dict[str, list[str]] | None = None) -> list[Identifier]:
+    """Every identifier on a page, in order of first appearance, without duplicates."""
+    found: dict[tuple[str, str], Identifier] = {}
+
+    def add(kind: str, value: str, raw: str) -> None:
+        value = value.strip()[:VALUE_LENGTH]
+        known = found.get((kind, value))
+        # One raw form per value and page; for names the registered one (…公司) wins.
+        if value and (known is None or (kind == "name" and "公司" in raw and "公司" not in known.raw)):
+            found[(kind, value)] = Identifier(kind, value, raw.strip())
+
+    for name in _title_names(title):
+        add("name", name_core(name) or name, name)
+    ids = extract_identifiers(f"{title}\n{text}", fields or {})
+    for name in ids.names:
+        if name_core(name):
+            add("name", name_core(name), name)
+    for chunk, raw_chunk, _label in _chunks(f"{title}\n{text}", fields or {}):
+        for number, raw in _phone_matches(chunk, raw_chunk):
+            add("phone", number, raw)
+        for match in _WECHAT.finditer(chunk):
+            add("wechat", match.group(1).lower(), match.group(0))
+        for match in _QQ.finditer(chunk):
+            add("qq", match.group(1), match.group(0))
+        for match in _USCC.finditer(chunk):
+            add("uscc", match.group(1).upper(), match.group(0))
+        for match in _LICENSE.finditer(chunk):
+            add("license", match.group(1), match.group(0))
+        for match in _ADDRESS.finditer(chunk):
+            add("address", _CITY_PREFIX.sub("", match.group(0)), match.group(0))
+        for match in _PRICE.finditer(chunk):
+            label, amount, unit = match.groups()
+            value = f"{label if label == '原价' else ''}{amount}元" + (f"/{unit}" if unit else "")
+            add("price", value, match.group(0))
+        for match in _TEACHER.finditer(chunk):
+            teacher = match.group(1)[-2:] if match.group(1)[-2:-1] in _SURNAMES else match.group(1)[-1:]
+            if teacher[:1] in _SURNAMES:
+                add("teacher", f"{teacher}老师", match.group(0))
+    for number in ids.wechat:
+        add("wechat", number, number)
+    return list(found.values())
+
+
+@lru_cache(maxsize=1)
+def _t2s():  # noqa: ANN202 - opencc has no type hints
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+@lru_cache(maxsize=4096)
+def name_core(name: str) -> str:
+    """The distinctive part of an institution name, for fuzzy comparison.
+
+    NFKC, traditional to simplified, lower case; parenthesised branch markers
+    (（东城校区）), punctuation, a leading city or province and trailing legal
+    and trade words (有限公司, 教育科技, 培训学校, 中心 ...) removed. Returns ""
+    for a generic name that cannot tell advertisers apart.
+    """
+    text = _t2s().convert(unicodedata.normalize("NFKC", name)).lower()
+    text = re.sub(r"\([^)]*\)", "", text)
+    text = re.sub(r"[\W_]+", "", text)
+    text = _CITY_PREFIX.sub("", text, count=1) if len(_CITY_PREFIX.sub("", text, count=1)) >= 2 else text
+    changed = True
+    while changed:
+        changed = False
+        for suffix in _NAME_SUFFIXES:
+            if text.endswith(suffix) and len(text) - len(suffix) >= 2:
+                text, changed = text[: -len(suffix)], True
+                break
+    if len(text) < 2 or _only_generic_words(text):
+        return ""
+    return text
+
+
+def _only_generic_words(text: str) -> bool:
+    reachable = [True] + [False] * len(text)
+    for end in range(1, len(text) + 1):
+        reachable[end] = any(reachable[start] and text[start:end] in _GENERIC_WORDS for start in range(end))
+    return reachable[-1]
+
+
+def is_generic_name(name: str) -> bool:
+    """True for names like 思维教育 or 学习中心 that many advertisers could use."""
+    return name_core(name) == ""
 
 
 def normalise_name(name: str) -> str:

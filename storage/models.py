@@ -15,14 +15,16 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -170,3 +172,94 @@ class Lead(Base):
     last_seen: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when this lead was merged into another; the other one carries on.
+    merged_into_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    status_changed_at: Mapped[datetime | None]
+
+
+class LeadIdentifier(Base):
+    """One identifier (phone, WeChat id, name, ...) a lead showed on one page."""
+
+    __tablename__ = "lead_identifiers"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "page_id", "kind", "value"),
+        Index("ix_lead_identifiers_kind_value", "kind", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(255))
+    raw: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
+class LeadSplit(Base):
+    """An inspector moved ``page_id`` out of ``from_lead_id``: keep the two apart."""
+
+    __tablename__ = "lead_splits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id"))
+    from_lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
+    to_lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"))
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """One append-only row of a lead's audit trail (see storage.audit)."""
+
+    __tablename__ = "lead_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+AUDIT_IMMUTABLE_MESSAGE = "审计记录只能追加，不能修改或删除（lead_audit）"
+
+
+class AuditImmutableError(Exception):
+    """Raised when code tries to change or delete an audit row through the ORM."""
+
+
+@event.listens_for(AuditEvent, "before_update")
+@event.listens_for(AuditEvent, "before_delete")
+def _refuse_audit_change(_mapper: Any, _connection: Any, target: AuditEvent) -> None:
+    raise AuditImmutableError(f"{AUDIT_IMMUTABLE_MESSAGE}：编号 {target.id}")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_audit_change(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and any(
+        mapper.class_ is AuditEvent for mapper in state.all_mappers
+    ):
+        raise AuditImmutableError(AUDIT_IMMUTABLE_MESSAGE)
+
+
+EVIDENCE_KINDS = ("warc", "screenshot", "text")
+
+
+class Evidence(Base):
+    """One archived file of a flagged snapshot, stored content-addressed under the data directory."""
+
+    __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("snapshot_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # one of EVIDENCE_KINDS
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(Text)  # relative to the data directory, '/'-separated
+    size: Mapped[int] = mapped_column(Integer)
+    media_type: Mapped[str] = mapped_column(String(128))
+    captured_at: Mapped[datetime]

@@ -21,6 +21,18 @@ class FindingRecord:
 
 
 @dataclass
+class EvidenceRecord:
+    """One evidence file already written under the data directory."""
+
+    kind: str  # warc | screenshot | text
+    sha256: str
+    path: str  # relative to the data directory, '/'-separated
+    size: int
+    media_type: str
+    captured_at: datetime  # timezone-aware
+
+
+@dataclass
 class PageRecord:
     source: str
     url: str
@@ -39,6 +51,7 @@ class PageRecord:
     score: float
     rules_version: str
     findings: list[FindingRecord] = field(default_factory=list)
+    evidence: list[EvidenceRecord] = field(default_factory=list)
 
 
 @dataclass

@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from storage.db import Database, first_line, mask_url
 from storage.errors import StorageError
-from storage.identifiers import extract_identifiers, lead_key
-from storage.models import URL_LENGTH, CrawlRun, Finding, Lead, Page, Snapshot, Source, utcnow
-from storage.records import BatchResult, FindingRecord, PageRecord
+from storage.grouping import place_snapshot
+from storage.identifiers import extract_all
+from storage.models import EVIDENCE_KINDS, Evidence
+from storage.models import URL_LENGTH, CrawlRun, Finding, Lead, LeadIdentifier, Page, Snapshot, Source, utcnow
+from storage.records import BatchResult, EvidenceRecord, FindingRecord, PageRecord
 from storage.views import LeadView, list_leads
 
 __all__ = [
@@ -178,16 +180,16 @@ class _BatchWriter:
         if snapshot is not None:
             if latest:
                 page.last_snapshot_id = snapshot.id
+            attach_evidence(self.session, snapshot.id, record.evidence)
             self.touch_leads(snapshot.id, fetched_at)
             return
         snapshot = self.snapshot(record, page, fetched_at)
+        attach_evidence(self.session, snapshot.id, record.evidence)
         if latest:
             page.last_snapshot_id = snapshot.id
         findings = self.findings(record, snapshot)
-        lead = self.lead(record, findings, fetched_at)
-        if lead is not None:
-            for finding in findings:
-                finding.lead_id = lead.id
+        self.session.flush()
+        self.lead(record, page, findings, fetched_at)
         self.session.flush()
 
     def snapshot(self, record: PageRecord, page: Page, fetched_at: datetime) -> Snapshot:
@@ -225,44 +227,58 @@ class _BatchWriter:
         self.result.new_findings += len(rows)
         return rows
 
-    def lead(self, record: PageRecord, findings: list[Finding], fetched_at: datetime) -> Lead | None:
+    def lead(
+        self, record: PageRecord, page: Page, findings: list[Finding], fetched_at: datetime
+    ) -> Lead | None:
+        """Group a new snapshot's findings into their advertiser's lead (see storage.grouping)."""
         categories = {finding.category for finding in findings}
         if not categories & self.lead_categories:
             return None
-        ids = extract_identifiers(f"{record.title}\n{record.text}", record.fields)
-        key = lead_key(ids, record.url)
-        severity = max(finding.severity for finding in findings)
-        lead = self.session.scalars(select(Lead).where(Lead.key == key)).one_or_none()
-        if lead is None:
-            name = ids.names[0] if ids.names else record.title.strip() or record.url
-            lead = Lead(
-                key=key,
-                name=name,
-                status="new",
-                severity=severity,
-                score=float(record.score),
-                categories=sorted(categories),
-                first_seen=fetched_at,
-                last_seen=fetched_at,
-            )
-            self.session.add(lead)
-            self.session.flush()
+        placement = place_snapshot(
+            self.session,
+            page=page,
+            findings=findings,
+            ids=extract_all(record.title, record.text, record.fields),
+            title=record.title,
+            text=record.text,
+            fields=record.fields,
+            fetched_at=fetched_at,
+            score=float(record.score),
+        )
+        if placement.created:
             self.result.new_leads += 1
-            return lead
-        lead.categories = sorted(set(lead.categories) | categories)
-        lead.severity = max(lead.severity, severity)
-        lead.score = max(lead.score, float(record.score))
-        lead.first_seen = min(lead.first_seen, fetched_at)
-        lead.last_seen = max(lead.last_seen, fetched_at)
-        if not lead.name:
-            lead.name = ids.names[0] if ids.names else record.title.strip()
-        return lead
+        return placement.lead
 
     def touch_leads(self, snapshot_id: int, fetched_at: datetime) -> None:
         lead_ids = select(Finding.lead_id).where(Finding.snapshot_id == snapshot_id)
         leads = self.session.scalars(select(Lead).where(Lead.id.in_(lead_ids)))
         for lead in leads:
             lead.last_seen = max(lead.last_seen, fetched_at)
+        page_id = select(Snapshot.page_id).where(Snapshot.id == snapshot_id).scalar_subquery()
+        identifiers = self.session.scalars(select(LeadIdentifier).where(
+            LeadIdentifier.lead_id.in_(lead_ids), LeadIdentifier.page_id == page_id))
+        for row in identifiers:
+            row.last_seen = max(row.last_seen, fetched_at)
+
+
+def attach_evidence(session: Session, snapshot_id: int, records: Iterable[EvidenceRecord]) -> int:
+    """Add evidence rows to a snapshot, skipping kinds it already has; returns rows added."""
+    present = set(session.scalars(select(Evidence.kind).where(Evidence.snapshot_id == snapshot_id)))
+    added = 0
+    for item in records:
+        if item.kind not in EVIDENCE_KINDS:
+            raise StorageError(f"快照 {snapshot_id} 的证据类型 {item.kind!r} 无效（应为 {', '.join(EVIDENCE_KINDS)} 之一）")
+        if not _SHA256_HEX.fullmatch(item.sha256):
+            raise StorageError(f"快照 {snapshot_id} 的 {item.kind} 证据 sha256 不是 64 位十六进制：{item.sha256[:80]!r}")
+        if item.captured_at.tzinfo is None or item.captured_at.utcoffset() is None:
+            raise StorageError(f"快照 {snapshot_id} 的 {item.kind} 证据采集时间缺少时区：{item.captured_at.isoformat()}")
+        if item.kind in present:
+            continue
+        present.add(item.kind)
+        session.add(Evidence(snapshot_id=snapshot_id, kind=item.kind, sha256=item.sha256, path=item.path,
+                             size=int(item.size), media_type=item.media_type, captured_at=item.captured_at))
+        added += 1
+    return added
 
 
 def _finding_row(item: FindingRecord, snapshot_id: int, rules_version: str) -> Finding:

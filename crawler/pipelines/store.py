@@ -38,6 +38,7 @@ def to_record(item: PageItem) -> PageRecord:
         score=item.score,
         rules_version=item.rules_version,
         findings=[FindingRecord(**{k: f[k] for k in FINDING_FIELDS}) for f in item.findings],
+        evidence=list(item.evidence),
     )
 
 

@@ -1,0 +1,1 @@
+"""Evidence capture for flagged pages: WARC records, browser screenshots and WACZ packages."""
