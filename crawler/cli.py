@@ -15,6 +15,7 @@ import click
 
 from crawler.cli_leads import daily, lead, review
 from crawler.detect_cli import detect
+from crawler.cli_export import export, verify
 from crawler.rules_cli import rules
 from crawler.console import leads_csv, leads_json, leads_table, make_console, summary_table
 from crawler.sources import DEFAULT_SOURCES_FILE, SourcesError, find_source, load_sources
@@ -208,6 +209,8 @@ def db_upgrade(db_url: str | None) -> None:
 
 
 main.add_command(detect)
+main.add_command(export)
+main.add_command(verify)
 main.add_command(rules)
 main.add_command(daily)
 main.add_command(lead)
