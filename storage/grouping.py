@@ -31,6 +31,7 @@ from storage import audit
 from storage.db import Database
 from storage.errors import StorageError
 from storage.identifiers import KIND_NAMES, STRONG_KINDS, Identifier, extract_identifiers, lead_key
+from storage.name_index import name_candidates
 from storage.models import Finding, Lead, LeadIdentifier, LeadSplit, Page, Snapshot, utcnow
 from storage.workflow import WorkflowError, get_lead, reopen_if_closed
 
@@ -110,16 +111,26 @@ def _name_links(session: Session, ids: list[Identifier]) -> dict[int, list[Link]
     links: dict[int, list[Link]] = defaultdict(list)
     if not cores:
         return links
-    rows = session.execute(
-        select(LeadIdentifier.lead_id, LeadIdentifier.value).where(LeadIdentifier.kind == "name").distinct()
-    ).all()
-    if not rows:
+    choices = name_candidates(session)
+    if not choices:
         return links
-    choices = [value for _, value in rows]
     scores = process.cdist(cores, choices, scorer=fuzz.ratio, score_cutoff=NAME_CUTOFF, workers=1)
+    best: dict[str, tuple[str, float]] = {}
     for i, j in zip(*numpy.nonzero(scores)):
-        lead_id, value = rows[int(j)]
-        links[root_id(session, lead_id)].append(Link("name", cores[int(i)], value, float(scores[i, j])))
+        value, score = choices[int(j)], float(scores[i, j])
+        if score > best.get(value, ("", -1.0))[1]:
+            best[value] = (cores[int(i)], score)
+    if not best:
+        return links
+    # The in-memory index only proposes values; the database says which leads hold them now.
+    rows = session.execute(
+        select(LeadIdentifier.lead_id, LeadIdentifier.value)
+        .where(LeadIdentifier.kind == "name", LeadIdentifier.value.in_(sorted(best)))
+        .distinct()
+    ).all()
+    for lead_id, value in rows:
+        core, score = best[value]
+        links[root_id(session, lead_id)].append(Link("name", core, value, score))
     return links
 
 
