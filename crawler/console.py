@@ -11,21 +11,11 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
-CATEGORY_NAMES = {
-    "banned_ad": "违规学科培训广告",
-    "exaggerated_marketing": "夸大虚假宣传",
-    "disguised_tutoring": "隐形变异培训",
-    "minor_training_ad": "面向中小学生的非学科培训广告",
-}
-STATUS_NAMES = {
-    "new": "新线索",
-    "reviewing": "核查中",
-    "confirmed": "已确认",
-    "dismissed": "已排除",
-    "referred": "已移交",
-    "closed": "已结案",
-    "reopened": "重新打开",
-}
+from detectors.model import CATEGORY_LABELS
+from storage.workflow import STATUS_NAMES
+
+# One vocabulary everywhere: the detector's category labels and the workflow's status names.
+CATEGORY_NAMES = CATEGORY_LABELS
 SEVERITY_STYLES = {5: "bold red", 4: "red", 3: "yellow", 2: "cyan", 1: "dim"}
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 

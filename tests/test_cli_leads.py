@@ -51,7 +51,7 @@ def test_daily_list_with_counts(stored: dict) -> None:
     result = cli(stored, "daily", "--date", "2026-03-02")
     assert result.code == 0, result.err
     assert "2026-03-02 巡查日报" in result.out
-    assert "按违规类型：违规学科培训广告 1 条，夸大虚假宣传 1 条" in result.out
+    assert "按违规类型：违规学科类培训广告 1 条，夸大虚假宣传 1 条" in result.out
     assert "按处理状态：新线索 2 条" in result.out
     table = result.out[result.out.index("线索列表"):]
     assert table.index(B1) < table.index("慧智教育")  # severity 4 before severity 3

@@ -67,4 +67,4 @@ def test_table_format_highlights_matches():
     proc = detect("--format", "table", data=lines([{"id": "ad-1", "text": AD}]))
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode()
-    assert "ad-1" in out and "违规学科培训广告" in out and "法律依据" in out
+    assert "ad-1" in out and "违规学科类培训广告" in out and "法律依据" in out
