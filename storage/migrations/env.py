@@ -19,11 +19,19 @@ from storage.models import Base
 config = context.config
 target_metadata = Base.metadata
 
+# Tables owned by other libraries in the same database (APScheduler's job store) are not ours to manage.
+FOREIGN_TABLES = {"apscheduler_jobs"}
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    return not (type_ == "table" and name in FOREIGN_TABLES)
+
 
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
@@ -55,6 +63,7 @@ def _run_offline() -> None:
     context.configure(
         url=url,
         target_metadata=target_metadata,
+        include_object=include_object,
         literal_binds=True,
         render_as_batch=url is not None and url.startswith("sqlite"),
     )
