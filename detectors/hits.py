@@ -10,8 +10,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from operator import itemgetter
 
-import numpy as np
-
 Hit = tuple  # (start, end, kind)
 GUARDED_KINDS = (2, 3)
 _START = itemgetter(0)
@@ -60,25 +58,35 @@ def has_near(hits: list[Hit], start: int, end: int, window: int, exclude: Hit | 
 class DocHits:
     """Per-lexicon hits of one document, built on first request and cached.
 
-    ``groups`` maps a term index to the (already word-boundary-checked) end offsets of its
-    occurrences; the index tells which lexicons hold each term, with which kind and guard.
+    ``raw`` maps each term index found to its (already word-boundary-checked) occurrences, as
+    end offsets either in text coordinates (when also in ``groups``) or in the automaton's
+    three-symbols-per-character stream; ``ends`` converts a term's list on first use.  The index
+    tells which lexicons hold each term, with which kind and guard.
     """
 
-    __slots__ = ("index", "groups", "by_lex", "counts", "regex_hits", "text", "_done", "_lex_done", "_cache",
-                 "_plain", "_fuzzy", "_unions")
+    __slots__ = ("index", "raw", "groups", "by_lex", "counts", "regex_hits", "text", "_done", "_lex_done",
+                 "_cache", "_plain", "_fuzzy", "_unions")
 
-    def __init__(self, index, groups: dict[int, list[int]], text: str):
+    def __init__(self, index, raw: dict[int, list[int]], groups: dict[int, list[int]], text: str):
         self.index = index
+        self.raw = raw
         self.groups = groups
         self.text = text
         self.regex_hits: dict[int, list[Hit]] = {}
         self._done: set[int] = set()  # regex specs already run
         self._fuzzy: dict[int, list[Hit]] | None = None  # near misses per lexicon, once computed
-        self.by_lex, self.counts = _lexicon_members(index, groups)
+        self.by_lex, self.counts = _lexicon_members(index, raw)
         self._lex_done: set[int] = set()  # lexicons whose regexes have run
         self._cache: dict[int, list[Hit]] = {}
         self._plain: dict[int, list[Hit]] = {}
         self._unions: dict[tuple[int, ...], list[Hit]] = {}
+
+    def ends(self, idx: int) -> list[int]:
+        """End offsets (in normalised text) of term ``idx``'s occurrences."""
+        ends = self.groups.get(idx)
+        if ends is None:
+            ends = self.groups[idx] = [e // 3 + 1 for e in self.raw[idx]]
+        return ends
 
     def has(self, lid: int) -> bool:
         if lid in self._cache:
@@ -113,7 +121,7 @@ class DocHits:
         if self._fuzzy is None:
             index = self.index
             trigger_hits = [(e - index.lengths[idx], index.terms[idx])
-                            for idx in self.by_lex.get(index.fuzzy_id, ()) for e in self.groups[idx]]
+                            for idx in self.by_lex.get(index.fuzzy_id, ()) for e in self.ends(idx)]
             self._fuzzy = index.fuzzy.find(self.text, trigger_hits) if trigger_hits else {}
         return self._fuzzy
 
@@ -159,7 +167,7 @@ class DocHits:
         for idx in self.by_lex.get(lid, ()):
             length = index.lengths[idx]
             kind, guard = index.kinds[idx][lid]
-            ends = self.groups[idx]
+            ends = self.ends(idx)
             if kind in GUARDED_KINDS:
                 if guarded:
                     pending.extend(((e - length, e, kind), guard) for e in ends)
@@ -180,30 +188,20 @@ class DocHits:
 def _lexicon_members(index, groups: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, int]]:
     """For the terms found, which of them each lexicon holds and how many hits it gets.
 
-    Vectorised over the index's term -> lexicons table (``member_ptr``/``member_lid``, CSR): a
-    term belongs to several lexicons (its own, the lexicons including it, regex triggers).
+    A term belongs to several lexicons (its own, the lexicons including it, regex triggers); each
+    lexicon lists its terms in ascending index order.
     """
-    if not groups:
-        return {}, {}
-    n = len(groups)
-    terms = np.fromiter(groups.keys(), dtype=np.int64, count=n)
-    hits = np.fromiter(map(len, groups.values()), dtype=np.int64, count=n)
-    first = index.member_ptr[terms]
-    sizes = index.member_ptr[terms + 1] - first
-    total = int(sizes.sum())
-    ends = np.cumsum(sizes)
-    offsets = np.repeat(first - (ends - sizes), sizes) + np.arange(total)
-    lids = index.member_lid[offsets]
-    order = np.argsort(lids, kind="stable")
-    lids = lids[order]
-    term_of = np.repeat(terms, sizes)[order]
-    hits_of = np.repeat(hits, sizes)[order]
-    present, starts = np.unique(lids, return_index=True)
-    bounds = np.append(starts, total)
-    cumulative = np.concatenate(([0], np.cumsum(hits_of)))
-    totals = (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()
-    term_list = term_of.tolist()
-    bound_list = bounds.tolist()
-    by_lex = {lid: term_list[bound_list[i]:bound_list[i + 1]] for i, lid in enumerate(present.tolist())}
-    counts = dict(zip(present.tolist(), totals))
+    by_lex: dict[int, list[int]] = {}
+    counts: dict[int, int] = {}
+    members = index.members
+    for idx in sorted(groups):
+        n = len(groups[idx])
+        for lid in members[idx]:
+            terms = by_lex.get(lid)
+            if terms is None:
+                by_lex[lid] = [idx]
+                counts[lid] = n
+            else:
+                terms.append(idx)
+                counts[lid] += n
     return by_lex, counts

@@ -139,6 +139,62 @@ def find_in_windows(pattern: re.Pattern, text: str, spans: list[tuple[int, int]]
     return found
 
 
+def starts_with_trigger(pattern: str, triggers: tuple[str, ...]) -> bool:
+    """Does every match of ``pattern`` begin with one of ``triggers``?
+
+    Read from the pattern's leading items that denote a small finite set of strings (leading
+    zero-width assertions skipped): when each such prefix begins with a trigger, a match can only
+    start where the automaton reports a trigger, and the regex need only be tried there.
+    """
+    if not triggers:
+        return False
+    parsed = _parser.parse(pattern)
+    if parsed.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return False
+    items = list(parsed)
+    k = 0
+    while k < len(items) and items[k][0] in (C.ASSERT, C.ASSERT_NOT, C.AT):
+        k += 1
+    prefixes = [""]
+    for op, av in items[k:]:
+        if op in (C.ASSERT, C.ASSERT_NOT, C.AT):
+            break
+        try:
+            alts = _expand([(op, av)])
+        except _TooBig:
+            break
+        grown = [a + b for a in prefixes for b in alts]
+        if len(grown) > _EXPANSION_LIMIT:
+            break
+        prefixes = grown
+    return all(any(p.startswith(t) for t in triggers) for p in prefixes)
+
+
+def match_at(pattern: re.Pattern, text: str, starts: list[int], spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """What ``find_in_windows`` finds, for a pattern whose matches all begin at a trigger start:
+    the pattern is tried only at the (sorted, distinct) ``starts``, each against the end of the
+    window holding it; a start inside the previous match is skipped, as a scan would."""
+    found: list[tuple[int, int, int]] = []
+    last_end = -1
+    i, n = 0, len(starts)
+    match = pattern.match
+    for a, b in spans:
+        while i < n and starts[i] < a:
+            i += 1
+        while i < n and starts[i] < b:
+            s = starts[i]
+            i += 1
+            if s < last_end:
+                continue
+            m = match(text, s, b)
+            if m is not None:
+                end = m.end()
+                if end > s:
+                    found.append((s, end, 0))
+                    last_end = end
+    return found
+
+
 _EXPANSION_LIMIT = 1000
 _DIGIT_CLASS = [(C.RANGE, (ord("0"), ord("9")))]
 
