@@ -34,7 +34,7 @@ class Engine:
         self.rules_version = self.ruleset.version
         ids = self.index.ids
         self._report_ids = (ids["g_report"], ids["g_report_strong"], ids["g_policy"])
-        self._compiled = [(rule, self._compile(rule)) for rule in self.ruleset.rules]
+        self._compiled = [(rule, frozenset(rule.audience), self._compile(rule)) for rule in self.ruleset.rules]
 
     @property
     def rules(self) -> list[Rule]:
@@ -83,8 +83,9 @@ class Engine:
         if not verdict.promotional:
             return DocumentResult([], [], 0.0, self.rules_version, verdict)
         findings: list[Finding] = []
-        for rule, compiled in self._compiled:
-            if rule.audience and not set(rule.audience) & set(verdict.audience):
+        audience = set(verdict.audience)
+        for rule, rule_audience, compiled in self._compiled:
+            if rule_audience and rule_audience.isdisjoint(audience):
                 continue
             findings.extend(self._apply(rule, compiled, found, norm, reported))
         findings = _suppress_categories(findings, self.ruleset.rules)
@@ -115,6 +116,12 @@ class Engine:
         near_lists = [(found.union(lids), window) for lids, window in near]
         unless_lists = [(hits, window) for hits, window in
                         ((found.union(lids), window) for lids, window in unless_near) if hits]
+        check_quotes = reported and not rule.quoted
+        original = norm.original
+        orig_span = norm.orig_span
+        explain = rule.explanation.format
+        head = (rule.category, rule.subcategory, rule.id, severity)
+        tail = rule.basis
         for hit in resolve_overlaps(anchors):
             start, end = hit[0], hit[1]
             first_near = None
@@ -127,23 +134,20 @@ class Engine:
             else:
                 if unless_lists and any(has_near(h, start, end, w, hit) is not None for h, w in unless_lists):
                     continue
-                if reported and not rule.quoted and _is_quoted(ntext, start, end):
+                if check_quotes and _is_quoted(ntext, start, end):
                     continue
-                out.append(self._finding(rule, severity, norm, start, end, first_near))
+                # the finding: its span and text in the original document
+                o_start, o_end = orig_span(start, end)
+                matched = original[o_start:o_end]
+                near_text = ""
+                if first_near is not None:
+                    a, b = orig_span(first_near[0], first_near[1])
+                    near_text = original[a:b]
+                out.append(Finding(*head, o_start, o_end, matched, ntext[start:end],
+                                   explain(match=matched, near=near_text or matched), tail))
                 if len(out) >= MAX_FINDINGS_PER_RULE:
                     break
         return out
-
-    def _finding(self, rule: Rule, severity: int, norm: NormalizedText, start: int, end: int, near) -> Finding:
-        o_start, o_end = norm.orig_span(start, end)
-        matched = norm.original[o_start:o_end]
-        near_text = ""
-        if near is not None:
-            a, b = norm.orig_span(near[0], near[1])
-            near_text = norm.original[a:b]
-        explanation = rule.explanation.format(match=matched, near=near_text or matched)
-        return Finding(rule.category, rule.subcategory, rule.id, severity, o_start, o_end, matched,
-                       norm.text[start:end], explanation, rule.basis)
 
 
 def _is_quoted(text: str, start: int, end: int) -> bool:

@@ -8,6 +8,7 @@ regex match), 1 = pinyin, 2 = initials, 3 = homophone (2 and 3 only count with c
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import chain
 from operator import itemgetter
 
 Hit = tuple  # (start, end, kind)
@@ -149,7 +150,7 @@ class DocHits:
         hits = self._unions.get(lids)
         if hits is None:
             parts = [self.get(lid) for lid in lids]
-            hits = self._unions[lids] = sorted(h for part in parts for h in part) if len(parts) > 1 else parts[0]
+            hits = self._unions[lids] = sorted(chain.from_iterable(parts)) if len(parts) > 1 else parts[0]
         return hits
 
     def plain(self, lid: int) -> list[Hit]:
@@ -170,9 +171,9 @@ class DocHits:
             ends = self.ends(idx)
             if kind in GUARDED_KINDS:
                 if guarded:
-                    pending.extend(((e - length, e, kind), guard) for e in ends)
+                    pending.extend([((e - length, e, kind), guard) for e in ends])
                 continue
-            out.extend((e - length, e, kind) for e in ends)
+            out.extend([(e - length, e, kind) for e in ends])
         out.extend(self.regex_hits.get(lid, ()))
         if guarded and lid in index.fuzzy.lexicons:
             out.extend(self._near_misses().get(lid, ()))
@@ -194,14 +195,13 @@ def _lexicon_members(index, groups: dict[int, list[int]]) -> tuple[dict[int, lis
     by_lex: dict[int, list[int]] = {}
     counts: dict[int, int] = {}
     members = index.members
-    for idx in sorted(groups):
-        n = len(groups[idx])
+    for idx, ends in sorted(groups.items()):
+        n = len(ends)
         for lid in members[idx]:
-            terms = by_lex.get(lid)
-            if terms is None:
+            if lid in counts:
+                by_lex[lid].append(idx)
+                counts[lid] += n
+            else:
                 by_lex[lid] = [idx]
                 counts[lid] = n
-            else:
-                terms.append(idx)
-                counts[lid] += n
     return by_lex, counts

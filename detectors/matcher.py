@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections import defaultdict
 from itertools import chain
 
 import ahocorasick
@@ -25,7 +24,8 @@ from .fuzzy import FuzzyPhrases
 from .hits import DocHits, Hit
 from .loader import Lexicon
 from .normalize import NormalizedText, Normalizer
-from .regexes import analyse, find_in_windows, literal_expansion, match_at, starts_with_trigger, windows
+from .regexes import (analyse, find_in_windows, literal_expansion, match_at, max_width, starts_with_trigger,
+                      windows)
 from .variants import expand
 
 KIND_CODES = {"exact": 0, "pinyin": 1, "initials": 2, "homophone": 3}
@@ -115,8 +115,9 @@ class LexiconIndex:
                     variants.append((norm, lid, KIND_CODES[kind]))
         # Regexes: one spec per pattern; its trigger literals join the automaton under an extra id.
         self.regex_specs: list[tuple[tuple[int, ...], re.Pattern, int | None, int]] = []
-        # per spec: do all its matches begin with a trigger (then it is tried only at trigger starts)
-        self.anchored: list[bool] = []
+        # per spec: 0, or 1 when all its matches begin with a trigger (then it is tried only at
+        # trigger starts), 2 when moreover no match is longer than its window (no window needed)
+        self.anchored: list[int] = []
         next_id = len(self.names)
         for name, lex in lexicons.items():
             targets_of = (self.ids[name],) + parents.get(self.ids[name], ())
@@ -137,8 +138,12 @@ class LexiconIndex:
                     for lit in triggers:
                         exact.add(lit)
                         variants.append((lit, trigger_id, 0))
-                self.regex_specs.append((targets_of, re.compile(pattern), trigger_id, window))
-                self.anchored.append(starts_with_trigger(pattern, triggers))
+                compiled = re.compile(pattern)
+                anchored = starts_with_trigger(pattern, triggers)
+                if anchored and max_width(pattern) <= window:
+                    anchored = 2
+                self.anchored.append(int(anchored))
+                self.regex_specs.append((targets_of, compiled, trigger_id, window))
         # Near misses of long phrases: their halves are triggers under one more extra id.
         self.fuzzy = FuzzyPhrases()
         self.fuzzy_id = next_id
@@ -223,9 +228,14 @@ class LexiconIndex:
         """A document that fits one automaton pass: hits grouped per term in plain Python (for a
         page of a few KB that beats numpy's per-call overhead); end offsets stay in stream
         coordinates until a group is asked for (most groups are only counted)."""
-        raw: defaultdict[int, list[int]] = defaultdict(list)
+        raw: dict[int, list[int]] = {}
+        get = raw.get
         for end, idx in self.automaton.iter(encode_codes(codes)):
-            raw[idx].append(end)
+            ends = get(idx)
+            if ends is None:
+                raw[idx] = [end]
+            else:
+                ends.append(end)
         groups: dict[int, list[int]] = {}
         flags, lengths = self.flags, self.lengths
         for idx in [i for i in raw if flags[i]]:
@@ -277,9 +287,10 @@ class LexiconIndex:
                 return []
             lengths, ends = self.lengths, hits.ends
             starts = [e - lengths[idx] for idx in present for e in ends(idx)]
-            if self.anchored[spec_id]:
+            anchored = self.anchored[spec_id]
+            if anchored:
                 starts = sorted(set(starts))
-                spans = windows(starts, window, n) if len(starts) * window * 2 < n else [(0, n)]
+                spans = windows(starts, window, n) if anchored == 1 and len(starts) * window * 2 < n else [(0, n)]
                 return match_at(pattern, text, starts, spans)
             if len(starts) * window * 2 < n:
                 return find_in_windows(pattern, text, windows(starts, window, n))

@@ -151,6 +151,8 @@ class NormalizedText:
         if end <= start:
             o = self.orig_index(start)
             return o, o
+        if not self.seg_norm:
+            return start, end
         return self.orig_index(start), self.orig_index(end - 1) + 1
 
 

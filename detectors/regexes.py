@@ -109,6 +109,11 @@ def analyse(pattern: str) -> tuple[tuple[str, ...], int]:
     return tuple(sorted(triggers)), window + max(map(len, triggers), default=0) + 2
 
 
+def max_width(pattern: str) -> int:
+    """Greatest length of a match (``re``'s MAXREPEAT when unbounded)."""
+    return _parser.parse(pattern).getwidth()[1]
+
+
 def windows(positions: list[int], window: int, length: int) -> list[tuple[int, int]]:
     """Merged ``[pos - window, pos + window]`` ranges, clipped to the text."""
     out: list[tuple[int, int]] = []
