@@ -89,6 +89,20 @@ class DocHits:
             ends = self.groups[idx] = [e // 3 + 1 for e in self.raw[idx]]
         return ends
 
+    def starts(self, terms: list[int]) -> list[int]:
+        """Start offsets of every occurrence of ``terms`` (no per-term list is kept)."""
+        lengths, groups, raw = self.index.lengths, self.groups, self.raw
+        out: list[int] = []
+        for idx in terms:
+            ends = groups.get(idx)
+            if ends is None:  # stream coordinates: end e is character e // 3, so start e // 3 + 1 - n
+                shift = 1 - lengths[idx]
+                out.extend([e // 3 + shift for e in raw[idx]])
+            else:
+                shift = lengths[idx]
+                out.extend([e - shift for e in ends])
+        return out
+
     def has(self, lid: int) -> bool:
         if lid in self._cache:
             return bool(self._cache[lid])

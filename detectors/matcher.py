@@ -131,6 +131,13 @@ class LexiconIndex:
                         variants.append((literal, self.ids[name], 0))
                     continue
                 triggers, window = analyse(pattern)
+                # Longer triggers (literal run x alternatives) for a pattern they prefix and whose
+                # matches fit their window: it is then tried exactly at every place a match can
+                # start, so the choice of triggers cannot change what it finds, only how often.
+                longer, longer_window = analyse(pattern, products=True)
+                if (longer != triggers and starts_with_trigger(pattern, longer)
+                        and max_width(pattern) <= longer_window):
+                    triggers, window = longer, longer_window
                 trigger_id = None
                 if triggers:
                     trigger_id = next_id
@@ -285,8 +292,7 @@ class LexiconIndex:
             present = hits.by_lex.get(trigger_id)
             if not present:
                 return []
-            lengths, ends = self.lengths, hits.ends
-            starts = [e - lengths[idx] for idx in present for e in ends(idx)]
+            starts = hits.starts(present)
             anchored = self.anchored[spec_id]
             if anchored:
                 starts = sorted(set(starts))

@@ -43,11 +43,13 @@ def _rank(cands: set[str]) -> tuple[int, bool]:
     return min(map(len, cands)), sum(any(ch.isdigit() for ch in c) for c in cands) * 2 > len(cands)
 
 
-def _required(seq) -> set[str] | None:
+def _required(seq, products: bool = False) -> set[str] | None:
     """Literals one of which every match of the parsed sequence contains (None if unknown).
 
     A literal run next to a small class becomes the product (``[0-9]分`` -> ``0分``…``9分``,
-    ``1[3-9]`` -> ``13``…``19``): longer, rarer triggers mean fewer regex windows.
+    ``1[3-9]`` -> ``13``…``19``): longer, rarer triggers mean fewer regex windows.  With
+    ``products``, a literal run followed by a group of literal alternatives does too
+    (``每(?:人|节)`` -> ``每人``, ``每节``).
     """
     best: set[str] | None = None
     run: list[str] = []
@@ -82,6 +84,9 @@ def _required(seq) -> set[str] | None:
         alts = _literal_alternatives(op, av)
         if alts and before and not run:  # [0-9](?:元|块) -> 0元 … 9块
             consider({c + a for c in before for a in alts})
+        if products and alts and run:
+            text = "".join(run)
+            consider({text + a for a in alts})
         run = []
         before = cls
         alts_before = alts
@@ -99,10 +104,10 @@ def _required(seq) -> set[str] | None:
     return best
 
 
-def analyse(pattern: str) -> tuple[tuple[str, ...], int]:
+def analyse(pattern: str, products: bool = False) -> tuple[tuple[str, ...], int]:
     """(triggers, window): triggers may be empty (then scan everything)."""
     parsed = _parser.parse(pattern)
-    triggers = _required(parsed) or set()
+    triggers = _required(parsed, products) or set()
     width = parsed.getwidth()[1]
     window = min(width, MAX_WINDOW) if width < C.MAXREPEAT else MAX_WINDOW
     # the window is measured from a trigger's start, so it must also cover the trigger itself
