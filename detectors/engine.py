@@ -35,6 +35,7 @@ class Engine:
         ids = self.index.ids
         self._report_ids = (ids["g_report"], ids["g_report_strong"], ids["g_policy"])
         self._compiled = [(rule, frozenset(rule.audience), self._compile(rule)) for rule in self.ruleset.rules]
+        self._suppressors = [(r.id, frozenset(r.unless_category)) for r in self.ruleset.rules if r.unless_category]
 
     @property
     def rules(self) -> list[Rule]:
@@ -74,7 +75,7 @@ class Engine:
         if title:
             title_counts = self.gate.counts(self.index.scan(self.normalizer.normalize(title).text))
         counts = self.gate.counts(found)
-        reported = any(found.has(i) for i in self._report_ids)
+        reported = found.any_of(self._report_ids)
         if reported:
             spans = quoted_spans(norm.text)
             if spans:
@@ -88,28 +89,29 @@ class Engine:
             if rule_audience and rule_audience.isdisjoint(audience):
                 continue
             findings.extend(self._apply(rule, compiled, found, norm, reported))
-        findings = _suppress_categories(findings, self.ruleset.rules)
+        findings = _suppress_categories(findings, self._suppressors)
         findings.sort(key=lambda f: (f.start, f.end, f.rule))
         return DocumentResult(findings, order_categories(findings), score(findings),
                               self.rules_version, verdict)
 
     def _apply(self, rule: Rule, compiled, found: DocHits, norm: NormalizedText, reported: bool) -> list[Finding]:
         anchor_ids, near, doc, unless_near, unless_doc, escalate = compiled
+        any_of = found.any_of
         for lids, _ in doc:
-            if not any(found.has(i) for i in lids):
+            if not any_of(lids):
                 return []
         for lids, _ in unless_doc:
-            if any(found.has(i) for i in lids):
+            if any_of(lids):
                 return []
         for lids, _ in near:  # a near condition whose lexicons are absent can never hold
-            if not any(found.has(i) for i in lids):
+            if not any_of(lids):
                 return []
         anchors = [h for i in anchor_ids for h in found.get(i)]
         if not anchors:
             return []
         severity = rule.severity
         for conds, sev in escalate:
-            if all(any(found.has(i) for i in lids) for lids, _ in conds):
+            if all(any_of(lids) for lids, _ in conds):
                 severity = max(severity, sev)
         out: list[Finding] = []
         ntext = norm.text
@@ -167,10 +169,13 @@ def _is_quoted(text: str, start: int, end: int) -> bool:
     return not any(ch in after[:min(closes)] for ch in _CLAUSE_END)
 
 
-def _suppress_categories(findings: list[Finding], rules: list[Rule]) -> list[Finding]:
-    """Drop findings of rules whose ``unless_category`` is present in the document."""
+def _suppress_categories(findings: list[Finding], suppressors: list[tuple[str, frozenset[str]]]) -> list[Finding]:
+    """Drop findings of rules whose ``unless_category`` (``suppressors``: rule id and those
+    categories) is present in the document."""
+    if not findings or not suppressors:
+        return findings
     present = {f.category for f in findings}
-    blocked = {r.id for r in rules if r.unless_category and present & set(r.unless_category)}
+    blocked = {rule_id for rule_id, categories in suppressors if not categories.isdisjoint(present)}
     if not blocked:
         return findings
     return [f for f in findings if f.rule not in blocked]

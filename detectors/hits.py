@@ -104,11 +104,14 @@ class DocHits:
         return out
 
     def has(self, lid: int) -> bool:
-        if lid in self._cache:
-            return bool(self._cache[lid])
+        hits = self._cache.get(lid)
+        if hits is not None:
+            return bool(hits)
         if lid not in self.index.guarded:
             if lid in self.by_lex:
                 return True
+            if lid not in self.index.specs_for:
+                return False  # no term found and no regex feeds it
             self._regexes(lid)
             return bool(self.regex_hits.get(lid))
         kinds = self.index.kinds
@@ -116,18 +119,31 @@ class DocHits:
             return True  # a literal hit: no need to check the guarded ones
         return bool(self.get(lid))
 
+    def any_of(self, lids: tuple[int, ...]) -> bool:
+        """Has any of ``lids`` a hit?"""
+        for lid in lids:
+            if self.has(lid):
+                return True
+        return False
+
     def _regexes(self, lid: int) -> None:
         """Run (once) the regexes feeding ``lid``; their hits go to every lexicon they feed."""
-        if lid in self._lex_done:
+        index = self.index
+        specs = index.specs_for.get(lid)
+        if specs is None or lid in self._lex_done:
             return
         self._lex_done.add(lid)
-        for spec_id in self.index.specs_for.get(lid, ()):
-            if spec_id in self._done:
+        done, by_lex = self._done, self.by_lex
+        for spec_id in specs:
+            if spec_id in done:
                 continue
-            self._done.add(spec_id)
-            spans = self.index.run_regex(spec_id, self.text, self)
+            done.add(spec_id)
+            trigger_id = index.regex_specs[spec_id][2]
+            if trigger_id is not None and trigger_id not in by_lex:
+                continue  # none of its triggers in the text: it cannot match
+            spans = index.run_regex(spec_id, self.text, self)
             if spans:
-                for target in self.index.regex_specs[spec_id][0]:
+                for target in index.regex_specs[spec_id][0]:
                     self.regex_hits.setdefault(target, []).extend(spans)
                     self._cache.pop(target, None)
                     self._plain.pop(target, None)
@@ -176,6 +192,8 @@ class DocHits:
 
     def _build(self, lid: int, guarded: bool) -> list[Hit]:
         index = self.index
+        if lid not in self.by_lex and lid not in index.specs_for and lid not in index.fuzzy.lexicons:
+            return []  # nothing can feed it
         self._regexes(lid)
         out: list[Hit] = []
         pending: list[tuple[Hit, int]] = []
