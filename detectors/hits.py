@@ -197,23 +197,31 @@ class DocHits:
         self._regexes(lid)
         out: list[Hit] = []
         pending: list[tuple[Hit, int]] = []
+        lengths, kinds, groups, raw = index.lengths, index.kinds, self.groups, self.raw
         for idx in self.by_lex.get(lid, ()):
-            length = index.lengths[idx]
-            kind, guard = index.kinds[idx][lid]
-            ends = self.ends(idx)
-            if kind in GUARDED_KINDS:
-                if guarded:
-                    pending.extend([((e - length, e, kind), guard) for e in ends])
+            kind, guard = kinds[idx][lid]
+            if kind in GUARDED_KINDS and not guarded:
                 continue
-            out.extend([(e - length, e, kind) for e in ends])
+            length = lengths[idx]
+            ends = groups.get(idx)
+            if ends is None:  # stream offsets, not needed again: convert without keeping them
+                shift = 1 - length
+                spans = [(s, s + length, kind) for s in [e // 3 + shift for e in raw[idx]]]
+            else:
+                spans = [(e - length, e, kind) for e in ends]
+            if kind in GUARDED_KINDS:
+                pending.extend([(h, guard) for h in spans])
+            else:
+                out.extend(spans)
         out.extend(self.regex_hits.get(lid, ()))
         if guarded and lid in index.fuzzy.lexicons:
             out.extend(self._near_misses().get(lid, ()))
-        for hit, guard in pending:
-            ctx, window = index.guards[guard]
-            context = self.plain(ctx)
-            if has_near(context, hit[0], hit[1], window, exclude=hit) is not None:
-                out.append(hit)
+        if pending:
+            guards, plain = index.guards, self.plain
+            for hit, guard in pending:
+                ctx, window = guards[guard]
+                if has_near(plain(ctx), hit[0], hit[1], window, exclude=hit) is not None:
+                    out.append(hit)
         out.sort()
         return out
 
