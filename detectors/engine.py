@@ -122,6 +122,7 @@ class Engine:
         original = norm.original
         orig_span = norm.orig_span
         explain = rule.explanation.format
+        explained: dict[tuple[str, str], str] = {}
         head = (rule.category, rule.subcategory, rule.id, severity)
         tail = rule.basis
         for hit in resolve_overlaps(anchors):
@@ -145,8 +146,11 @@ class Engine:
                 if first_near is not None:
                     a, b = orig_span(first_near[0], first_near[1])
                     near_text = original[a:b]
-                out.append(Finding(*head, o_start, o_end, matched, ntext[start:end],
-                                   explain(match=matched, near=near_text or matched), tail))
+                key = (matched, near_text)
+                explanation = explained.get(key)
+                if explanation is None:  # a page repeating a slogan explains it once
+                    explanation = explained[key] = explain(match=matched, near=near_text or matched)
+                out.append(Finding(*head, o_start, o_end, matched, ntext[start:end], explanation, tail))
                 if len(out) >= MAX_FINDINGS_PER_RULE:
                     break
         return out
