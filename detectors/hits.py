@@ -229,13 +229,14 @@ class DocHits:
 def _lexicon_members(index, groups: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, int]]:
     """For the terms found, which of them each lexicon holds and how many hits it gets.
 
-    A term belongs to several lexicons (its own, the lexicons including it, regex triggers); each
-    lexicon lists its terms in ascending index order.
+    A term belongs to several lexicons (its own, the lexicons including it, regex triggers).  Each
+    lexicon lists its terms in order of first occurrence; every reader of these lists is
+    indifferent to their order (hits are sorted where order matters).
     """
     by_lex: dict[int, list[int]] = {}
     counts: dict[int, int] = {}
     members = index.members
-    for idx, ends in sorted(groups.items()):
+    for idx, ends in groups.items():
         n = len(ends)
         for lid in members[idx]:
             if lid in counts:
