@@ -85,16 +85,18 @@ class Engine:
             return DocumentResult([], [], 0.0, self.rules_version, verdict)
         findings: list[Finding] = []
         audience = set(verdict.audience)
+        resolved: dict[tuple[int, ...], list] = {}  # anchor lexicons -> their non-overlapping hits
         for rule, rule_audience, compiled in self._compiled:
             if rule_audience and rule_audience.isdisjoint(audience):
                 continue
-            findings.extend(self._apply(rule, compiled, found, norm, reported))
+            findings.extend(self._apply(rule, compiled, found, norm, reported, resolved))
         findings = _suppress_categories(findings, self._suppressors)
         findings.sort(key=lambda f: (f.start, f.end, f.rule))
         return DocumentResult(findings, order_categories(findings), score(findings),
                               self.rules_version, verdict)
 
-    def _apply(self, rule: Rule, compiled, found: DocHits, norm: NormalizedText, reported: bool) -> list[Finding]:
+    def _apply(self, rule: Rule, compiled, found: DocHits, norm: NormalizedText, reported: bool,
+               resolved: dict[tuple[int, ...], list]) -> list[Finding]:
         anchor_ids, near, doc, unless_near, unless_doc, escalate = compiled
         any_of = found.any_of
         for lids, _ in doc:
@@ -106,7 +108,9 @@ class Engine:
         for lids, _ in near:  # a near condition whose lexicons are absent can never hold
             if not any_of(lids):
                 return []
-        anchors = [h for i in anchor_ids for h in found.get(i)]
+        anchors = resolved.get(anchor_ids)
+        if anchors is None:  # rules sharing anchor lexicons share their overlap resolution
+            anchors = resolved[anchor_ids] = resolve_overlaps([h for i in anchor_ids for h in found.get(i)])
         if not anchors:
             return []
         severity = rule.severity
@@ -125,7 +129,7 @@ class Engine:
         explained: dict[tuple[str, str], str] = {}
         head = (rule.category, rule.subcategory, rule.id, severity)
         tail = rule.basis
-        for hit in resolve_overlaps(anchors):
+        for hit in anchors:
             start, end = hit[0], hit[1]
             first_near = None
             for hits, window in near_lists:

@@ -14,6 +14,8 @@ from operator import itemgetter
 Hit = tuple  # (start, end, kind)
 GUARDED_KINDS = (2, 3)
 _START = itemgetter(0)
+_END = itemgetter(1)
+_KIND = itemgetter(2)
 
 
 def resolve_overlaps(spans: list[Hit]) -> list[Hit]:
@@ -22,7 +24,10 @@ def resolve_overlaps(spans: list[Hit]) -> list[Hit]:
     A generated variant (pinyin, initials, homophone) never beats a literal term it overlaps; among
     the rest the leftmost wins, and among equal starts the longest.
     """
-    ordered = sorted(spans, key=lambda h: (h[0], -h[1], h[2]))
+    # ordered by (start, -end, kind): three stable sorts on C-level keys, minor key first
+    ordered = sorted(spans, key=_KIND)
+    ordered.sort(key=_END, reverse=True)
+    ordered.sort(key=_START)
     exact = [h for h in ordered if h[2] == 0]
     if exact and len(exact) != len(ordered):
         starts = [h[0] for h in exact]
