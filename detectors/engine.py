@@ -34,7 +34,8 @@ class Engine:
         self.rules_version = self.ruleset.version
         ids = self.index.ids
         self._report_ids = (ids["g_report"], ids["g_report_strong"], ids["g_policy"])
-        self._compiled = [(rule, self._compile(rule)) for rule in self.ruleset.rules]
+        self._compiled = [(rule, frozenset(rule.audience), self._compile(rule)) for rule in self.ruleset.rules]
+        self._suppressors = [(r.id, frozenset(r.unless_category)) for r in self.ruleset.rules if r.unless_category]
 
     @property
     def rules(self) -> list[Rule]:
@@ -74,7 +75,7 @@ class Engine:
         if title:
             title_counts = self.gate.counts(self.index.scan(self.normalizer.normalize(title).text))
         counts = self.gate.counts(found)
-        reported = any(found.has(i) for i in self._report_ids)
+        reported = found.any_of(self._report_ids)
         if reported:
             spans = quoted_spans(norm.text)
             if spans:
@@ -83,39 +84,52 @@ class Engine:
         if not verdict.promotional:
             return DocumentResult([], [], 0.0, self.rules_version, verdict)
         findings: list[Finding] = []
-        for rule, compiled in self._compiled:
-            if rule.audience and not set(rule.audience) & set(verdict.audience):
+        audience = set(verdict.audience)
+        resolved: dict[tuple[int, ...], list] = {}  # anchor lexicons -> their non-overlapping hits
+        for rule, rule_audience, compiled in self._compiled:
+            if rule_audience and rule_audience.isdisjoint(audience):
                 continue
-            findings.extend(self._apply(rule, compiled, found, norm, reported))
-        findings = _suppress_categories(findings, self.ruleset.rules)
+            findings.extend(self._apply(rule, compiled, found, norm, reported, resolved))
+        findings = _suppress_categories(findings, self._suppressors)
         findings.sort(key=lambda f: (f.start, f.end, f.rule))
         return DocumentResult(findings, order_categories(findings), score(findings),
                               self.rules_version, verdict)
 
-    def _apply(self, rule: Rule, compiled, found: DocHits, norm: NormalizedText, reported: bool) -> list[Finding]:
+    def _apply(self, rule: Rule, compiled, found: DocHits, norm: NormalizedText, reported: bool,
+               resolved: dict[tuple[int, ...], list]) -> list[Finding]:
         anchor_ids, near, doc, unless_near, unless_doc, escalate = compiled
+        any_of = found.any_of
         for lids, _ in doc:
-            if not any(found.has(i) for i in lids):
+            if not any_of(lids):
                 return []
         for lids, _ in unless_doc:
-            if any(found.has(i) for i in lids):
+            if any_of(lids):
                 return []
         for lids, _ in near:  # a near condition whose lexicons are absent can never hold
-            if not any(found.has(i) for i in lids):
+            if not any_of(lids):
                 return []
-        anchors = [h for i in anchor_ids for h in found.get(i)]
+        anchors = resolved.get(anchor_ids)
+        if anchors is None:  # rules sharing anchor lexicons share their overlap resolution
+            anchors = resolved[anchor_ids] = resolve_overlaps([h for i in anchor_ids for h in found.get(i)])
         if not anchors:
             return []
         severity = rule.severity
         for conds, sev in escalate:
-            if all(any(found.has(i) for i in lids) for lids, _ in conds):
+            if all(any_of(lids) for lids, _ in conds):
                 severity = max(severity, sev)
         out: list[Finding] = []
         ntext = norm.text
         near_lists = [(found.union(lids), window) for lids, window in near]
         unless_lists = [(hits, window) for hits, window in
                         ((found.union(lids), window) for lids, window in unless_near) if hits]
-        for hit in resolve_overlaps(anchors):
+        check_quotes = reported and not rule.quoted
+        original = norm.original
+        orig_span = norm.orig_span
+        explain = rule.explanation.format
+        explained: dict[tuple[str, str], str] = {}
+        head = (rule.category, rule.subcategory, rule.id, severity)
+        tail = rule.basis
+        for hit in anchors:
             start, end = hit[0], hit[1]
             first_near = None
             for hits, window in near_lists:
@@ -127,23 +141,23 @@ class Engine:
             else:
                 if unless_lists and any(has_near(h, start, end, w, hit) is not None for h, w in unless_lists):
                     continue
-                if reported and not rule.quoted and _is_quoted(ntext, start, end):
+                if check_quotes and _is_quoted(ntext, start, end):
                     continue
-                out.append(self._finding(rule, severity, norm, start, end, first_near))
+                # the finding: its span and text in the original document
+                o_start, o_end = orig_span(start, end)
+                matched = original[o_start:o_end]
+                near_text = ""
+                if first_near is not None:
+                    a, b = orig_span(first_near[0], first_near[1])
+                    near_text = original[a:b]
+                key = (matched, near_text)
+                explanation = explained.get(key)
+                if explanation is None:  # a page repeating a slogan explains it once
+                    explanation = explained[key] = explain(match=matched, near=near_text or matched)
+                out.append(Finding(*head, o_start, o_end, matched, ntext[start:end], explanation, tail))
                 if len(out) >= MAX_FINDINGS_PER_RULE:
                     break
         return out
-
-    def _finding(self, rule: Rule, severity: int, norm: NormalizedText, start: int, end: int, near) -> Finding:
-        o_start, o_end = norm.orig_span(start, end)
-        matched = norm.original[o_start:o_end]
-        near_text = ""
-        if near is not None:
-            a, b = norm.orig_span(near[0], near[1])
-            near_text = norm.original[a:b]
-        explanation = rule.explanation.format(match=matched, near=near_text or matched)
-        return Finding(rule.category, rule.subcategory, rule.id, severity, o_start, o_end, matched,
-                       norm.text[start:end], explanation, rule.basis)
 
 
 def _is_quoted(text: str, start: int, end: int) -> bool:
@@ -163,10 +177,13 @@ def _is_quoted(text: str, start: int, end: int) -> bool:
     return not any(ch in after[:min(closes)] for ch in _CLAUSE_END)
 
 
-def _suppress_categories(findings: list[Finding], rules: list[Rule]) -> list[Finding]:
-    """Drop findings of rules whose ``unless_category`` is present in the document."""
+def _suppress_categories(findings: list[Finding], suppressors: list[tuple[str, frozenset[str]]]) -> list[Finding]:
+    """Drop findings of rules whose ``unless_category`` (``suppressors``: rule id and those
+    categories) is present in the document."""
+    if not findings or not suppressors:
+        return findings
     present = {f.category for f in findings}
-    blocked = {r.id for r in rules if r.unless_category and present & set(r.unless_category)}
+    blocked = {rule_id for rule_id, categories in suppressors if not categories.isdisjoint(present)}
     if not blocked:
         return findings
     return [f for f in findings if f.rule not in blocked]

@@ -35,9 +35,11 @@ def quoted_spans(text: str) -> list[tuple[int, int]]:
 class Gate:
     def __init__(self, lexicon_ids: dict[str, int]):
         self.ids = lexicon_ids
+        self._gate_ids = tuple((name, lexicon_ids[name]) for name in GATE_LEXICONS)
 
     def counts(self, found) -> dict[str, int]:
-        return {name: found.count(self.ids[name]) for name in GATE_LEXICONS}
+        count = found.count
+        return {name: count(lid) for name, lid in self._gate_ids}
 
     def discount_quoted(self, found, counts: dict[str, int], spans: list[tuple[int, int]]) -> dict[str, int]:
         """Promotional cues inside quoted passages do not count (a report quoting an ad)."""

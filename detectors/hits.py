@@ -8,13 +8,14 @@ regex match), 1 = pinyin, 2 = initials, 3 = homophone (2 and 3 only count with c
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import chain
 from operator import itemgetter
-
-import numpy as np
 
 Hit = tuple  # (start, end, kind)
 GUARDED_KINDS = (2, 3)
 _START = itemgetter(0)
+_END = itemgetter(1)
+_KIND = itemgetter(2)
 
 
 def resolve_overlaps(spans: list[Hit]) -> list[Hit]:
@@ -23,7 +24,10 @@ def resolve_overlaps(spans: list[Hit]) -> list[Hit]:
     A generated variant (pinyin, initials, homophone) never beats a literal term it overlaps; among
     the rest the leftmost wins, and among equal starts the longest.
     """
-    ordered = sorted(spans, key=lambda h: (h[0], -h[1], h[2]))
+    # ordered by (start, -end, kind): three stable sorts on C-level keys, minor key first
+    ordered = sorted(spans, key=_KIND)
+    ordered.sort(key=_END, reverse=True)
+    ordered.sort(key=_START)
     exact = [h for h in ordered if h[2] == 0]
     if exact and len(exact) != len(ordered):
         starts = [h[0] for h in exact]
@@ -60,32 +64,59 @@ def has_near(hits: list[Hit], start: int, end: int, window: int, exclude: Hit | 
 class DocHits:
     """Per-lexicon hits of one document, built on first request and cached.
 
-    ``groups`` maps a term index to the (already word-boundary-checked) end offsets of its
-    occurrences; the index tells which lexicons hold each term, with which kind and guard.
+    ``raw`` maps each term index found to its (already word-boundary-checked) occurrences, as
+    end offsets either in text coordinates (when also in ``groups``) or in the automaton's
+    three-symbols-per-character stream; ``ends`` converts a term's list on first use.  The index
+    tells which lexicons hold each term, with which kind and guard.
     """
 
-    __slots__ = ("index", "groups", "by_lex", "counts", "regex_hits", "text", "_done", "_lex_done", "_cache",
-                 "_plain", "_fuzzy", "_unions")
+    __slots__ = ("index", "raw", "groups", "by_lex", "counts", "regex_hits", "text", "_done", "_lex_done",
+                 "_cache", "_plain", "_fuzzy", "_unions")
 
-    def __init__(self, index, groups: dict[int, list[int]], text: str):
+    def __init__(self, index, raw: dict[int, list[int]], groups: dict[int, list[int]], text: str):
         self.index = index
+        self.raw = raw
         self.groups = groups
         self.text = text
         self.regex_hits: dict[int, list[Hit]] = {}
         self._done: set[int] = set()  # regex specs already run
         self._fuzzy: dict[int, list[Hit]] | None = None  # near misses per lexicon, once computed
-        self.by_lex, self.counts = _lexicon_members(index, groups)
+        self.by_lex, self.counts = _lexicon_members(index, raw)
         self._lex_done: set[int] = set()  # lexicons whose regexes have run
         self._cache: dict[int, list[Hit]] = {}
         self._plain: dict[int, list[Hit]] = {}
         self._unions: dict[tuple[int, ...], list[Hit]] = {}
 
+    def ends(self, idx: int) -> list[int]:
+        """End offsets (in normalised text) of term ``idx``'s occurrences."""
+        ends = self.groups.get(idx)
+        if ends is None:
+            ends = self.groups[idx] = [e // 3 + 1 for e in self.raw[idx]]
+        return ends
+
+    def starts(self, terms: list[int]) -> list[int]:
+        """Start offsets of every occurrence of ``terms`` (no per-term list is kept)."""
+        lengths, groups, raw = self.index.lengths, self.groups, self.raw
+        out: list[int] = []
+        for idx in terms:
+            ends = groups.get(idx)
+            if ends is None:  # stream coordinates: end e is character e // 3, so start e // 3 + 1 - n
+                shift = 1 - lengths[idx]
+                out.extend([e // 3 + shift for e in raw[idx]])
+            else:
+                shift = lengths[idx]
+                out.extend([e - shift for e in ends])
+        return out
+
     def has(self, lid: int) -> bool:
-        if lid in self._cache:
-            return bool(self._cache[lid])
+        hits = self._cache.get(lid)
+        if hits is not None:
+            return bool(hits)
         if lid not in self.index.guarded:
             if lid in self.by_lex:
                 return True
+            if lid not in self.index.specs_for:
+                return False  # no term found and no regex feeds it
             self._regexes(lid)
             return bool(self.regex_hits.get(lid))
         kinds = self.index.kinds
@@ -93,18 +124,31 @@ class DocHits:
             return True  # a literal hit: no need to check the guarded ones
         return bool(self.get(lid))
 
+    def any_of(self, lids: tuple[int, ...]) -> bool:
+        """Has any of ``lids`` a hit?"""
+        for lid in lids:
+            if self.has(lid):
+                return True
+        return False
+
     def _regexes(self, lid: int) -> None:
         """Run (once) the regexes feeding ``lid``; their hits go to every lexicon they feed."""
-        if lid in self._lex_done:
+        index = self.index
+        specs = index.specs_for.get(lid)
+        if specs is None or lid in self._lex_done:
             return
         self._lex_done.add(lid)
-        for spec_id in self.index.specs_for.get(lid, ()):
-            if spec_id in self._done:
+        done, by_lex = self._done, self.by_lex
+        for spec_id in specs:
+            if spec_id in done:
                 continue
-            self._done.add(spec_id)
-            spans = self.index.run_regex(spec_id, self.text, self)
+            done.add(spec_id)
+            trigger_id = index.regex_specs[spec_id][2]
+            if trigger_id is not None and trigger_id not in by_lex:
+                continue  # none of its triggers in the text: it cannot match
+            spans = index.run_regex(spec_id, self.text, self)
             if spans:
-                for target in self.index.regex_specs[spec_id][0]:
+                for target in index.regex_specs[spec_id][0]:
                     self.regex_hits.setdefault(target, []).extend(spans)
                     self._cache.pop(target, None)
                     self._plain.pop(target, None)
@@ -113,7 +157,7 @@ class DocHits:
         if self._fuzzy is None:
             index = self.index
             trigger_hits = [(e - index.lengths[idx], index.terms[idx])
-                            for idx in self.by_lex.get(index.fuzzy_id, ()) for e in self.groups[idx]]
+                            for idx in self.by_lex.get(index.fuzzy_id, ()) for e in self.ends(idx)]
             self._fuzzy = index.fuzzy.find(self.text, trigger_hits) if trigger_hits else {}
         return self._fuzzy
 
@@ -141,7 +185,7 @@ class DocHits:
         hits = self._unions.get(lids)
         if hits is None:
             parts = [self.get(lid) for lid in lids]
-            hits = self._unions[lids] = sorted(h for part in parts for h in part) if len(parts) > 1 else parts[0]
+            hits = self._unions[lids] = sorted(chain.from_iterable(parts)) if len(parts) > 1 else parts[0]
         return hits
 
     def plain(self, lid: int) -> list[Hit]:
@@ -153,26 +197,36 @@ class DocHits:
 
     def _build(self, lid: int, guarded: bool) -> list[Hit]:
         index = self.index
+        if lid not in self.by_lex and lid not in index.specs_for and lid not in index.fuzzy.lexicons:
+            return []  # nothing can feed it
         self._regexes(lid)
         out: list[Hit] = []
         pending: list[tuple[Hit, int]] = []
+        lengths, kinds, groups, raw = index.lengths, index.kinds, self.groups, self.raw
         for idx in self.by_lex.get(lid, ()):
-            length = index.lengths[idx]
-            kind, guard = index.kinds[idx][lid]
-            ends = self.groups[idx]
-            if kind in GUARDED_KINDS:
-                if guarded:
-                    pending.extend(((e - length, e, kind), guard) for e in ends)
+            kind, guard = kinds[idx][lid]
+            if kind in GUARDED_KINDS and not guarded:
                 continue
-            out.extend((e - length, e, kind) for e in ends)
+            length = lengths[idx]
+            ends = groups.get(idx)
+            if ends is None:  # stream offsets, not needed again: convert without keeping them
+                shift = 1 - length
+                spans = [(s, s + length, kind) for s in [e // 3 + shift for e in raw[idx]]]
+            else:
+                spans = [(e - length, e, kind) for e in ends]
+            if kind in GUARDED_KINDS:
+                pending.extend([(h, guard) for h in spans])
+            else:
+                out.extend(spans)
         out.extend(self.regex_hits.get(lid, ()))
         if guarded and lid in index.fuzzy.lexicons:
             out.extend(self._near_misses().get(lid, ()))
-        for hit, guard in pending:
-            ctx, window = index.guards[guard]
-            context = self.plain(ctx)
-            if has_near(context, hit[0], hit[1], window, exclude=hit) is not None:
-                out.append(hit)
+        if pending:
+            guards, plain = index.guards, self.plain
+            for hit, guard in pending:
+                ctx, window = guards[guard]
+                if has_near(plain(ctx), hit[0], hit[1], window, exclude=hit) is not None:
+                    out.append(hit)
         out.sort()
         return out
 
@@ -180,30 +234,20 @@ class DocHits:
 def _lexicon_members(index, groups: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, int]]:
     """For the terms found, which of them each lexicon holds and how many hits it gets.
 
-    Vectorised over the index's term -> lexicons table (``member_ptr``/``member_lid``, CSR): a
-    term belongs to several lexicons (its own, the lexicons including it, regex triggers).
+    A term belongs to several lexicons (its own, the lexicons including it, regex triggers).  Each
+    lexicon lists its terms in order of first occurrence; every reader of these lists is
+    indifferent to their order (hits are sorted where order matters).
     """
-    if not groups:
-        return {}, {}
-    n = len(groups)
-    terms = np.fromiter(groups.keys(), dtype=np.int64, count=n)
-    hits = np.fromiter(map(len, groups.values()), dtype=np.int64, count=n)
-    first = index.member_ptr[terms]
-    sizes = index.member_ptr[terms + 1] - first
-    total = int(sizes.sum())
-    ends = np.cumsum(sizes)
-    offsets = np.repeat(first - (ends - sizes), sizes) + np.arange(total)
-    lids = index.member_lid[offsets]
-    order = np.argsort(lids, kind="stable")
-    lids = lids[order]
-    term_of = np.repeat(terms, sizes)[order]
-    hits_of = np.repeat(hits, sizes)[order]
-    present, starts = np.unique(lids, return_index=True)
-    bounds = np.append(starts, total)
-    cumulative = np.concatenate(([0], np.cumsum(hits_of)))
-    totals = (cumulative[bounds[1:]] - cumulative[bounds[:-1]]).tolist()
-    term_list = term_of.tolist()
-    bound_list = bounds.tolist()
-    by_lex = {lid: term_list[bound_list[i]:bound_list[i + 1]] for i, lid in enumerate(present.tolist())}
-    counts = dict(zip(present.tolist(), totals))
+    by_lex: dict[int, list[int]] = {}
+    counts: dict[int, int] = {}
+    members = index.members
+    for idx, ends in groups.items():
+        n = len(ends)
+        for lid in members[idx]:
+            if lid in counts:
+                by_lex[lid].append(idx)
+                counts[lid] += n
+            else:
+                by_lex[lid] = [idx]
+                counts[lid] = n
     return by_lex, counts

@@ -24,7 +24,8 @@ from .fuzzy import FuzzyPhrases
 from .hits import DocHits, Hit
 from .loader import Lexicon
 from .normalize import NormalizedText, Normalizer
-from .regexes import analyse, find_in_windows, literal_expansion, windows
+from .regexes import (analyse, find_in_windows, literal_expansion, match_at, max_width, starts_with_trigger,
+                      windows)
 from .variants import expand
 
 KIND_CODES = {"exact": 0, "pinyin": 1, "initials": 2, "homophone": 3}
@@ -114,6 +115,9 @@ class LexiconIndex:
                     variants.append((norm, lid, KIND_CODES[kind]))
         # Regexes: one spec per pattern; its trigger literals join the automaton under an extra id.
         self.regex_specs: list[tuple[tuple[int, ...], re.Pattern, int | None, int]] = []
+        # per spec: 0, or 1 when all its matches begin with a trigger (then it is tried only at
+        # trigger starts), 2 when moreover no match is longer than its window (no window needed)
+        self.anchored: list[int] = []
         next_id = len(self.names)
         for name, lex in lexicons.items():
             targets_of = (self.ids[name],) + parents.get(self.ids[name], ())
@@ -127,6 +131,13 @@ class LexiconIndex:
                         variants.append((literal, self.ids[name], 0))
                     continue
                 triggers, window = analyse(pattern)
+                # Longer triggers (literal run x alternatives) for a pattern they prefix and whose
+                # matches fit their window: it is then tried exactly at every place a match can
+                # start, so the choice of triggers cannot change what it finds, only how often.
+                longer, longer_window = analyse(pattern, products=True)
+                if (longer != triggers and starts_with_trigger(pattern, longer)
+                        and max_width(pattern) <= longer_window):
+                    triggers, window = longer, longer_window
                 trigger_id = None
                 if triggers:
                     trigger_id = next_id
@@ -134,7 +145,12 @@ class LexiconIndex:
                     for lit in triggers:
                         exact.add(lit)
                         variants.append((lit, trigger_id, 0))
-                self.regex_specs.append((targets_of, re.compile(pattern), trigger_id, window))
+                compiled = re.compile(pattern)
+                anchored = starts_with_trigger(pattern, triggers)
+                if anchored and max_width(pattern) <= window:
+                    anchored = 2
+                self.anchored.append(int(anchored))
+                self.regex_specs.append((targets_of, compiled, trigger_id, window))
         # Near misses of long phrases: their halves are triggers under one more extra id.
         self.fuzzy = FuzzyPhrases()
         self.fuzzy_id = next_id
@@ -161,10 +177,6 @@ class LexiconIndex:
         self.flags = [0 if trigger_only & set(targets[t]) else _edge_flags(t) for t in self.terms]
         self.kinds = [targets[t] for t in self.terms]
         self.members = [tuple(k) for k in self.kinds]
-        sizes = [len(m) for m in self.members]
-        self.member_ptr = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-        self.member_lid = np.fromiter((lid for m in self.members for lid in m), dtype=np.int64,
-                                      count=int(sum(sizes)))
         # lexicons holding initials/homophone variants (their hits need a context check)
         self.guarded = {lid for k in self.kinds for lid, (kind, _) in k.items() if kind >= 2}
         self.guarded |= self.fuzzy.lexicons
@@ -193,27 +205,55 @@ class LexiconIndex:
         if isinstance(norm, str):
             norm = NormalizedText(norm, norm, [], [], [])
         text, codes = norm.text, norm.codes
+        if not text or not self.terms:
+            return DocHits(self, {}, {}, text)
+        if codes is None:
+            codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        if codes.size <= _CHUNK:
+            return self._scan_one(norm, codes)
         groups: dict[int, list[int]] = {}
-        if text and self.terms:
-            if codes is None:
-                codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            ends, idxs = self._automaton_hits(codes)
-            if ends.size:
-                order = np.argsort(idxs, kind="stable")
-                idxs, ends = idxs[order], ends[order]
-                uniq, first = np.unique(idxs, return_index=True)
-                bounds = first.tolist() + [idxs.size]
-                ends_list = ends.tolist()
-                flags, lengths = self.flags, self.lengths
-                for i, idx in enumerate(uniq.tolist()):
-                    chunk = ends_list[bounds[i]:bounds[i + 1]]
-                    if flags[idx]:
-                        f, n = flags[idx], lengths[idx]
-                        chunk = [e for e in chunk if not _breaks_word(norm, e - n, e, f)]
-                        if not chunk:
-                            continue
-                    groups[idx] = chunk
-        return DocHits(self, groups, text)
+        ends, idxs = self._automaton_hits(codes)
+        if ends.size:
+            order = np.argsort(idxs, kind="stable")
+            idxs, ends = idxs[order], ends[order]
+            cuts = (np.flatnonzero(idxs[1:] != idxs[:-1]) + 1).tolist()
+            bounds = [0] + cuts + [idxs.size]
+            firsts = idxs[bounds[:-1]].tolist()
+            ends_list = ends.tolist()
+            flags, lengths = self.flags, self.lengths
+            for i, idx in enumerate(firsts):
+                chunk = ends_list[bounds[i]:bounds[i + 1]]
+                if flags[idx]:
+                    f, n = flags[idx], lengths[idx]
+                    chunk = [e for e in chunk if not _breaks_word(norm, e - n, e, f)]
+                    if not chunk:
+                        continue
+                groups[idx] = chunk
+        return DocHits(self, groups, groups, text)
+
+    def _scan_one(self, norm: NormalizedText, codes: np.ndarray) -> DocHits:
+        """A document that fits one automaton pass: hits grouped per term in plain Python (for a
+        page of a few KB that beats numpy's per-call overhead); end offsets stay in stream
+        coordinates until a group is asked for (most groups are only counted)."""
+        raw: dict[int, list[int]] = {}
+        get = raw.get
+        for end, idx in self.automaton.iter(encode_codes(codes)):
+            ends = get(idx)
+            if ends is None:
+                raw[idx] = [end]
+            else:
+                ends.append(end)
+        groups: dict[int, list[int]] = {}
+        flags, lengths = self.flags, self.lengths
+        for idx in [i for i in raw if flags[i]]:
+            f, n = flags[idx], lengths[idx]
+            chunk = [e // 3 + 1 for e in raw[idx]]
+            chunk = [e for e in chunk if not _breaks_word(norm, e - n, e, f)]
+            if chunk:
+                groups[idx] = raw[idx] = chunk
+            else:
+                del raw[idx]
+        return DocHits(self, raw, groups, norm.text)
 
     def _automaton_hits(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(exclusive end offsets, term indices) of every match, in chunks to bound memory.
@@ -252,8 +292,12 @@ class LexiconIndex:
             present = hits.by_lex.get(trigger_id)
             if not present:
                 return []
-            lengths, groups = self.lengths, hits.groups
-            starts = [e - lengths[idx] for idx in present for e in groups[idx]]
+            starts = hits.starts(present)
+            anchored = self.anchored[spec_id]
+            if anchored:
+                starts = sorted(set(starts))
+                spans = windows(starts, window, n) if anchored == 1 and len(starts) * window * 2 < n else [(0, n)]
+                return match_at(pattern, text, starts, spans)
             if len(starts) * window * 2 < n:
                 return find_in_windows(pattern, text, windows(starts, window, n))
         return [(a, b, 0) for a, b in (m.span() for m in pattern.finditer(text)) if b > a]

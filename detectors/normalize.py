@@ -151,7 +151,16 @@ class NormalizedText:
         if end <= start:
             o = self.orig_index(start)
             return o, o
-        return self.orig_index(start), self.orig_index(end - 1) + 1
+        seg_norm = self.seg_norm
+        if not seg_norm or start < 0:
+            return (start, end) if not seg_norm else (self.orig_index(start), self.orig_index(end - 1) + 1)
+        # orig_index of start and of end - 1, the second bisect starting from the first's segment
+        k = bisect_right(seg_norm, start) - 1
+        a = self.seg_orig[k] if self.seg_collapsed[k] else self.seg_orig[k] + (start - seg_norm[k])
+        last = end - 1
+        j = bisect_right(seg_norm, last, k) - 1
+        b = self.seg_orig[j] if self.seg_collapsed[j] else self.seg_orig[j] + (last - seg_norm[j])
+        return a, b + 1
 
 
 class Normalizer:

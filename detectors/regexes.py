@@ -43,11 +43,13 @@ def _rank(cands: set[str]) -> tuple[int, bool]:
     return min(map(len, cands)), sum(any(ch.isdigit() for ch in c) for c in cands) * 2 > len(cands)
 
 
-def _required(seq) -> set[str] | None:
+def _required(seq, products: bool = False) -> set[str] | None:
     """Literals one of which every match of the parsed sequence contains (None if unknown).
 
     A literal run next to a small class becomes the product (``[0-9]分`` -> ``0分``…``9分``,
-    ``1[3-9]`` -> ``13``…``19``): longer, rarer triggers mean fewer regex windows.
+    ``1[3-9]`` -> ``13``…``19``): longer, rarer triggers mean fewer regex windows.  With
+    ``products``, a literal run followed by a group of literal alternatives does too
+    (``每(?:人|节)`` -> ``每人``, ``每节``).
     """
     best: set[str] | None = None
     run: list[str] = []
@@ -82,6 +84,9 @@ def _required(seq) -> set[str] | None:
         alts = _literal_alternatives(op, av)
         if alts and before and not run:  # [0-9](?:元|块) -> 0元 … 9块
             consider({c + a for c in before for a in alts})
+        if products and alts and run:
+            text = "".join(run)
+            consider({text + a for a in alts})
         run = []
         before = cls
         alts_before = alts
@@ -99,14 +104,19 @@ def _required(seq) -> set[str] | None:
     return best
 
 
-def analyse(pattern: str) -> tuple[tuple[str, ...], int]:
+def analyse(pattern: str, products: bool = False) -> tuple[tuple[str, ...], int]:
     """(triggers, window): triggers may be empty (then scan everything)."""
     parsed = _parser.parse(pattern)
-    triggers = _required(parsed) or set()
+    triggers = _required(parsed, products) or set()
     width = parsed.getwidth()[1]
     window = min(width, MAX_WINDOW) if width < C.MAXREPEAT else MAX_WINDOW
     # the window is measured from a trigger's start, so it must also cover the trigger itself
     return tuple(sorted(triggers)), window + max(map(len, triggers), default=0) + 2
+
+
+def max_width(pattern: str) -> int:
+    """Greatest length of a match (``re``'s MAXREPEAT when unbounded)."""
+    return _parser.parse(pattern).getwidth()[1]
 
 
 def windows(positions: list[int], window: int, length: int) -> list[tuple[int, int]]:
@@ -136,6 +146,62 @@ def find_in_windows(pattern: re.Pattern, text: str, spans: list[tuple[int, int]]
             if end > start and start >= last_end:
                 found.append((start, end, 0))
                 last_end = end
+    return found
+
+
+def starts_with_trigger(pattern: str, triggers: tuple[str, ...]) -> bool:
+    """Does every match of ``pattern`` begin with one of ``triggers``?
+
+    Read from the pattern's leading items that denote a small finite set of strings (leading
+    zero-width assertions skipped): when each such prefix begins with a trigger, a match can only
+    start where the automaton reports a trigger, and the regex need only be tried there.
+    """
+    if not triggers:
+        return False
+    parsed = _parser.parse(pattern)
+    if parsed.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return False
+    items = list(parsed)
+    k = 0
+    while k < len(items) and items[k][0] in (C.ASSERT, C.ASSERT_NOT, C.AT):
+        k += 1
+    prefixes = [""]
+    for op, av in items[k:]:
+        if op in (C.ASSERT, C.ASSERT_NOT, C.AT):
+            break
+        try:
+            alts = _expand([(op, av)])
+        except _TooBig:
+            break
+        grown = [a + b for a in prefixes for b in alts]
+        if len(grown) > _EXPANSION_LIMIT:
+            break
+        prefixes = grown
+    return all(any(p.startswith(t) for t in triggers) for p in prefixes)
+
+
+def match_at(pattern: re.Pattern, text: str, starts: list[int], spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """What ``find_in_windows`` finds, for a pattern whose matches all begin at a trigger start:
+    the pattern is tried only at the (sorted, distinct) ``starts``, each against the end of the
+    window holding it; a start inside the previous match is skipped, as a scan would."""
+    found: list[tuple[int, int, int]] = []
+    last_end = -1
+    i, n = 0, len(starts)
+    match = pattern.match
+    for a, b in spans:
+        while i < n and starts[i] < a:
+            i += 1
+        while i < n and starts[i] < b:
+            s = starts[i]
+            i += 1
+            if s < last_end:
+                continue
+            m = match(text, s, b)
+            if m is not None:
+                end = m.end()
+                if end > s:
+                    found.append((s, end, 0))
+                    last_end = end
     return found
 
 

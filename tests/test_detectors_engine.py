@@ -251,3 +251,38 @@ def test_corpus_loader_and_metrics(tmp_path: Path, engine):
     path.write_text('{"id": "x", "text": 3, "labels": []}\n', encoding="utf-8")
     with pytest.raises(CorpusError, match="mini.jsonl 第 1 行"):
         load_corpus(path)
+
+
+def test_trigger_prefixed_regexes_tried_at_trigger_starts_find_what_a_scan_finds(engine):
+    """A regex whose every match begins with one of its triggers is only tried where a trigger
+    starts; over real pages (and a text dense with near-matches) that finds exactly what scanning
+    the trigger windows finds, and, for a pattern no longer than its window, what scanning the
+    whole text finds."""
+    from detectors.regexes import find_in_windows, windows
+
+    index = engine.index
+    anchored = [k for k, flag in enumerate(index.anchored) if flag]
+    assert anchored and any(flag == 2 for flag in index.anchored)
+    texts = [d.text for name in ("positives.jsonl", "evasions.jsonl")
+             for d in load_corpus(ROOT / "tests" / "corpus" / name)]
+    texts.append("每人每次:120元 每节 80 每课时300，微信: abc_1234 加v：xyz9876 号 qq:123456 "
+                 "电话 138 0000 1111 原价¥3680 现价99 服务超过3000余家 保证提高20分 ¥12 $5")
+    found_any = 0
+    for text in texts:
+        norm = default_normalizer().normalize(text)
+        hits = index.scan(norm)
+        for k in anchored:
+            _, pattern, trigger_id, window = index.regex_specs[k]
+            got = index.run_regex(k, norm.text, hits)
+            present = hits.by_lex.get(trigger_id)
+            starts = sorted(set(hits.starts(present))) if present else []
+            n = len(norm.text)
+            scanned = find_in_windows(pattern, norm.text, windows(starts, window, n)) if starts else []
+            dense = len(starts) * window * 2 >= n  # then the whole text is scanned
+            if index.anchored[k] == 2 or (dense and starts):
+                whole = [(m.start(), m.end(), 0) for m in pattern.finditer(norm.text) if m.end() > m.start()]
+                assert got == whole, (pattern.pattern, text[:60])
+            if not dense or index.anchored[k] == 2:
+                assert got == scanned, (pattern.pattern, text[:60])
+            found_any += bool(got)
+    assert found_any >= 5
