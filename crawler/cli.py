@@ -16,6 +16,7 @@ import click
 from crawler.cli_leads import daily, lead, review
 from crawler.detect_cli import detect
 from crawler.cli_export import export, verify
+from crawler.cli_ops import canary, runs, schedule, status
 from crawler.rules_cli import rules
 from crawler.console import leads_csv, leads_json, leads_table, make_console, summary_table
 from crawler.sources import DEFAULT_SOURCES_FILE, SourcesError, find_source, load_sources
@@ -215,6 +216,10 @@ main.add_command(rules)
 main.add_command(daily)
 main.add_command(lead)
 main.add_command(review)
+main.add_command(schedule)
+main.add_command(runs)
+main.add_command(status)
+main.add_command(canary)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ XUNJIAN_LEAD_CATEGORIES = ["banned_ad", "exaggerated_marketing", "disguised_tuto
 XUNJIAN_CHROMIUM = os.environ.get("XUNJIAN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 # --- politeness --------------------------------------------------------------------------------
-USER_AGENT = f"xunjian/0.1 (compliance patrol; +mailto:{XUNJIAN_CONTACT})"
+USER_AGENT = f"xunjian/0.4 (compliance patrol; +mailto:{XUNJIAN_CONTACT})"
 ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
@@ -35,6 +35,30 @@ DOWNLOAD_TIMEOUT = 30
 RETRY_TIMES = 1
 REDIRECT_MAX_TIMES = 10
 COOKIES_ENABLED = False
+# AutoThrottle adapts each domain's delay to its latency; a source's `concurrency` becomes the target
+# concurrency and its `delay` the start (and minimum) delay.
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.5
+AUTOTHROTTLE_MAX_DELAY = 60.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+# Per-run limits: pages come from the source's max_pages; the time limit (seconds) from its
+# max_minutes, else this default (0 = none).
+CLOSESPIDER_TIMEOUT = 0
+# 429/503 back-off: wait Retry-After seconds (or XUNJIAN_BACKOFF_DEFAULT when absent), never more than
+# XUNJIAN_BACKOFF_MAX, and retry at most XUNJIAN_BACKOFF_RETRIES times.
+XUNJIAN_BACKOFF_DEFAULT = 10.0
+XUNJIAN_BACKOFF_MAX = 300.0
+XUNJIAN_BACKOFF_RETRIES = 3
+# Conditional requests (If-None-Match / If-Modified-Since from the last snapshot's ETag / Last-Modified).
+XUNJIAN_CONDITIONAL = True
+# Link traps: longest URL and most query parameters followed; query parameters always dropped
+# (fnmatch patterns, case-insensitive) because they are session ids or tracking tags.
+XUNJIAN_URL_MAX_LENGTH = 1024
+XUNJIAN_URL_MAX_PARAMS = 8
+XUNJIAN_URL_DROP_PARAMS = [
+    "utm_*", "gclid", "fbclid", "msclkid", "yclid", "dclid", "spm", "_hsenc", "_hsmi", "mc_cid", "mc_eid",
+    "jsessionid", "phpsessid", "aspsessionid*", "sid", "sessionid", "session_id", "cfid", "cftoken",
+]
 
 # --- components --------------------------------------------------------------------------------
 ITEM_PIPELINES = {
@@ -43,7 +67,15 @@ ITEM_PIPELINES = {
     "crawler.pipelines.evidence.EvidencePipeline": 250,
     "crawler.pipelines.store.StorePipeline": 300,
 }
+SPIDER_MIDDLEWARES = {
+    # Right after the spider (before the depth and URL-length middlewares and the dupefilter).
+    "crawler.middlewares.canonical.CanonicalUrlMiddleware": 950,
+}
 DOWNLOADER_MIDDLEWARES = {
+    # Sees 429/503 before RetryMiddleware (550) and retries them after Retry-After itself.
+    "crawler.middlewares.retry_after.RetryAfterMiddleware": 560,
+    # Adds If-None-Match / If-Modified-Since and turns a 304 into "unchanged".
+    "crawler.middlewares.conditional.ConditionalRequestMiddleware": 570,
     # Just below RedirectMiddleware (600), so it sees 3xx responses first.
     "crawler.middlewares.redirect_loop.RedirectLoopMiddleware": 650,
 }
@@ -80,3 +112,13 @@ PLAYWRIGHT_MAX_CONTEXTS = 2
 
 LOG_LEVEL = "INFO"
 FEED_EXPORT_ENCODING = "utf-8"
+
+# Freeze the objects alive after start-up out of the cyclic GC's reach (crawler/runner.py); measured
+# with benchmarks/crawl_bench.py.
+XUNJIAN_GC_FREEZE = True
+
+# --- scale-out: with XUNJIAN_REDIS_URL set, crawl processes share one frontier in Redis -----------
+# (scrapy-redis scheduler and duplicate filter; see crawler/redis_mode.py for the keys and settings)
+from crawler.redis_mode import redis_overlay  # noqa: E402
+
+globals().update(redis_overlay(os.environ.get("XUNJIAN_REDIS_URL", "")))

@@ -60,6 +60,7 @@ class Source:
     schedule: str | None = None
     delay: float | None = None
     concurrency: int | None = None
+    max_minutes: float | None = None  # per-run time limit (CLOSESPIDER_TIMEOUT); None = the global setting
     file: str = ""
     line: int = 0
 
@@ -79,6 +80,7 @@ class Source:
             "schedule": self.schedule,
             "delay": self.delay,
             "concurrency": self.concurrency,
+            "max_minutes": self.max_minutes,
         }
 
 
@@ -180,8 +182,17 @@ class _Checker:
 
 _FIELDS = {
     "name", "kind", "start_urls", "allowed_domains", "follow", "deny", "max_depth", "max_pages",
-    "render", "selectors", "schedule", "delay", "concurrency",
+    "render", "selectors", "schedule", "delay", "concurrency", "max_minutes",
 }
+
+
+def _minutes(check: _Checker, raw: dict) -> float | None:
+    if "max_minutes" not in raw:
+        return None
+    value = raw["max_minutes"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10080:
+        raise check.fail("max_minutes", f"应为大于 0、不超过 10080 的数值（分钟），实际为 {value!r}")
+    return float(value)
 
 
 def _check_url(check: _Checker, url: str) -> None:
@@ -281,6 +292,7 @@ def _parse_source(path: str, locator: _Locator, index: int, raw: object) -> Sour
         schedule=schedule,
         delay=check.number(raw, "delay", 0.0, 3600.0),
         concurrency=check.integer(raw, "concurrency", 1, 256),
+        max_minutes=_minutes(check, raw),
         file=path,
         line=locator.table_line(index),
     )

@@ -25,3 +25,26 @@ if [ -z "${XUNJIAN_TEST_PG_URL:-}" ] && [ "${XUNJIAN_NO_SERVICES:-0}" != 1 ]; th
   trap _stop_pg EXIT
   echo ">> PostgreSQL $(basename "$(dirname "$pgbin")") on 127.0.0.1:$pgport (pid $_pg_pid)"
 fi
+
+# A private redis-server on 127.0.0.1 for the scale-out tests (shared crawl frontier), without
+# persistence; stopped by pid when the calling script exits. Skipped when XUNJIAN_TEST_REDIS_URL is
+# already set or XUNJIAN_NO_SERVICES=1.
+if [ -z "${XUNJIAN_TEST_REDIS_URL:-}" ] && [ "${XUNJIAN_NO_SERVICES:-0}" != 1 ]; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo ">> installing Debian package: redis-server"
+    ${SUDO:-} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq redis-server >/dev/null
+  fi
+  redisdir="$(mktemp -d /tmp/xunjian-redis.XXXXXX)"
+  redisport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  redis-server --bind 127.0.0.1 --port "$redisport" --save '' --appendonly no --dir "$redisdir" \
+    --daemonize yes --pidfile "$redisdir/redis.pid" --logfile "$redisdir/redis.log" \
+    || { echo "error: redis-server did not start, see $redisdir/redis.log" >&2; exit 1; }
+  for _ in $(seq 50); do [ -s "$redisdir/redis.pid" ] && break; sleep 0.1; done
+  _redis_pid="$(cat "$redisdir/redis.pid" 2>/dev/null)"
+  [ -n "$_redis_pid" ] || { echo "error: redis-server did not start, see $redisdir/redis.log" >&2; exit 1; }
+  export XUNJIAN_TEST_REDIS_URL="redis://127.0.0.1:$redisport/0"
+  _stop_redis() { kill -TERM "$_redis_pid" 2>/dev/null; for _ in $(seq 50); do kill -0 "$_redis_pid" 2>/dev/null || break; sleep 0.1; done; rm -rf "$redisdir"; }
+  if [ -n "${_pg_pid:-}" ]; then trap '_stop_redis; _stop_pg' EXIT; else trap _stop_redis EXIT; fi
+  echo ">> redis-server on 127.0.0.1:$redisport (pid $_redis_pid)"
+fi

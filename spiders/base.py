@@ -32,8 +32,11 @@ from twisted.internet.error import (
 from twisted.python.failure import Failure
 
 from crawler.items import PageItem
+from crawler.middlewares.conditional import NotModified
 from crawler.sources import Source, SourcesError, find_source, load_sources
 
+# Callbacks whose pages are only stored, never read for links: safe to request conditionally.
+LEAF_CALLBACKS = frozenset({"parse_detail", "parse_page"})
 # Scrapy 2.13+ wraps Twisted's connection errors in its own exception types; accept both.
 UNREACHABLE_ERRORS = (
     ConnectionRefusedError, ConnectError, DNSLookupError, TCPTimedOutError, TimeoutError,
@@ -77,8 +80,12 @@ class SourceSpider(scrapy.Spider):
         settings.set("CLOSESPIDER_PAGECOUNT", src.max_pages, priority="spider")
         if src.delay is not None:
             settings.set("DOWNLOAD_DELAY", src.delay, priority="spider")
+            settings.set("AUTOTHROTTLE_START_DELAY", src.delay, priority="spider")
         if src.concurrency is not None:
             settings.set("CONCURRENT_REQUESTS_PER_DOMAIN", src.concurrency, priority="spider")
+            settings.set("AUTOTHROTTLE_TARGET_CONCURRENCY", float(src.concurrency), priority="spider")
+        if src.max_minutes is not None:
+            settings.set("CLOSESPIDER_TIMEOUT", src.max_minutes * 60.0, priority="spider")
 
     # --- requests --------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
@@ -88,6 +95,8 @@ class SourceSpider(scrapy.Spider):
     def request(self, url: str, callback, *, start: bool = False, **meta: Any) -> scrapy.Request:
         if start:
             meta["xunjian_start"] = True
+        elif getattr(callback, "__name__", "") in LEAF_CALLBACKS:
+            meta["xunjian_leaf"] = True
         if self.source.render:
             meta["playwright"] = True
         return scrapy.Request(url, callback=callback, errback=self.on_error, meta=meta)
@@ -106,6 +115,10 @@ class SourceSpider(scrapy.Spider):
         if not hasattr(response, "text"):  # images, PDFs and other non-text bodies
             self.crawler.stats.inc_value("xunjian/skipped/not_text")
             return None
+        content_hash = hashlib.sha256(response.body).hexdigest()
+        known = getattr(self, "known_pages", None)
+        if known is not None and response.status == 200 and known.unchanged(response.url, content_hash):
+            return None  # same body as the stored snapshot: nothing to extract, detect or capture
         headers = {
             k.decode("latin-1"): b", ".join(v).decode("latin-1", "replace")
             for k, v in response.headers.items()
@@ -120,7 +133,7 @@ class SourceSpider(scrapy.Spider):
             status=response.status,
             headers=headers,
             encoding=getattr(response, "encoding", None),
-            content_hash=hashlib.sha256(response.body).hexdigest(),
+            content_hash=content_hash,
             html=response.text,
             selectors=dict(self.source.selectors.items()),
             rendered=bool(response.meta.get("playwright")),
@@ -130,6 +143,8 @@ class SourceSpider(scrapy.Spider):
     # --- failures --------------------------------------------------------------------------
     def on_error(self, failure: Failure):
         stats = self.crawler.stats
+        if failure.check(NotModified):  # a 304: the stored snapshot is current (counted by the middleware)
+            return
         request = getattr(failure, "request", None)
         url = request.url if request is not None else "?"
         kind = error_kind(failure)

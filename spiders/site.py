@@ -18,9 +18,11 @@ class SiteSpider(SourceSpider):
 
     def parse(self, response, **kwargs):
         item = self.page_item(response)
-        if item is None:
+        if item is not None:
+            yield item
+        if not hasattr(response, "text"):
             return
-        yield item
+        # Links are followed even when the page is unchanged (page_item gives None for a stored body).
         for link in self._links.extract_links(response):
             if self.wants(link.url):
                 yield self.request(link.url, self.parse)

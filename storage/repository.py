@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,13 +28,17 @@ from storage.views import LeadView, list_leads
 
 __all__ = [
     "LEAD_CATEGORIES",
+    "KnownPage",
     "LeadView",
+    "abandon_run",
     "ensure_source",
     "finish_run",
+    "known_pages",
     "list_leads",
     "run_summary",
     "start_run",
     "store_batch",
+    "touch_pages",
 ]
 
 LEAD_CATEGORIES = frozenset({"banned_ad", "exaggerated_marketing", "disguised_tutoring"})
@@ -330,3 +335,74 @@ def store_batch(
             run.new_findings += writer.result.new_findings
             run.new_leads += writer.result.new_leads
         return writer.result
+
+
+# --- unchanged pages (conditional requests, equal content hashes) and interrupted runs ----------
+
+@dataclass(frozen=True)
+class KnownPage:
+    """What the last stored snapshot of a page says about it, for the next crawl of its source."""
+
+    etag: str | None
+    last_modified: str | None
+    content_hash: str
+    complete: bool  # nothing left to capture: not flagged, or flagged with evidence
+
+
+def _header(headers: dict[str, Any], name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name and isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def known_pages(db: Database, source_name: str) -> dict[str, KnownPage]:
+    """Validators and content hash of every page of ``source_name``, keyed by final and requested URL."""
+    flagged = select(Finding.id).where(Finding.snapshot_id == Snapshot.id).exists()
+    archived = select(Evidence.id).where(Evidence.snapshot_id == Snapshot.id).exists()
+    query = (
+        select(Page.url, Page.requested_url, Snapshot.headers, Snapshot.content_hash, flagged, archived)
+        .join(Snapshot, Snapshot.id == Page.last_snapshot_id)
+        .join(Source, Source.id == Page.source_id)
+        .where(Source.name == source_name)
+    )
+    known: dict[str, KnownPage] = {}
+    with db.session() as session:
+        for url, requested, headers, content_hash, has_findings, has_evidence in session.execute(query):
+            page = KnownPage(_header(headers, "etag"), _header(headers, "last-modified"), content_hash,
+                             not has_findings or bool(has_evidence))
+            known[url] = page
+            if requested and requested != url:
+                known.setdefault(requested, page)
+    return known
+
+
+def touch_pages(db: Database, seen: Iterable[tuple[str, datetime]]) -> int:
+    """Unchanged pages were seen again: move their (and their leads') last-seen time; returns pages touched."""
+    touched = 0
+    with db.transaction() as session:
+        writer = _BatchWriter(session, frozenset())
+        for url, fetched_at in seen:
+            fetched_at = fetched_at.astimezone(timezone.utc)
+            page = session.scalars(select(Page).where(Page.url == url)).one_or_none()
+            if page is None:
+                page = session.scalars(select(Page).where(Page.requested_url == url).limit(1)).one_or_none()
+            if page is None:
+                continue
+            if fetched_at > page.last_seen:
+                page.last_seen = fetched_at
+            if page.last_snapshot_id is not None:
+                writer.touch_leads(page.last_snapshot_id, fetched_at)
+            touched += 1
+    return touched
+
+
+def abandon_run(db: Database, run_id: int, reason: str) -> bool:
+    """Close a run whose process died without recording its end; False when it had ended already."""
+    with db.transaction() as session:
+        run = session.get(CrawlRun, run_id)
+        if run is None or run.finished_at is not None:
+            return False
+        run.finished_at = utcnow()
+        run.finish_reason = reason
+        return True

@@ -136,6 +136,15 @@ def snapshots(db_url: str) -> dict[str, list[Snapshot]]:
     return out
 
 
+def unchanged_before_pipeline(db_url: str, after_run: int) -> int:
+    """Pages of the runs with id > after_run found unchanged before the item pipeline (304 or same hash)."""
+    db = open_database(db_url)
+    with db.session() as s:
+        runs = list(s.scalars(select(CrawlRun).where(CrawlRun.id > after_run)))
+    db.dispose()
+    return sum(int(r.stats.get("xunjian/unchanged", 0)) + int(r.stats.get("xunjian/not_modified", 0)) for r in runs)
+
+
 def evidence_stats(db_url: str, after_run: int) -> dict[str, int]:
     """Summed xunjian/evidence/* stats of the runs with id > after_run."""
     db = open_database(db_url)
@@ -191,6 +200,7 @@ def scenario(tmp_path_factory):
         sc["second_rows"] = evidence_rows(sc["db"])
         sc["second_disk"] = disk_state(sc["data"])
         sc["second_stats"] = evidence_stats(sc["db"], run1)
+        sc["second_skipped_early"] = unchanged_before_pipeline(sc["db"], run1)
         run2 = last_run(sc["db"])
 
         site.pages["/ad.html"] = ("text/html; charset=utf-8",
@@ -321,7 +331,11 @@ def test_evidence_api_returns_absolute_verifiable_paths(scenario):
 
 def test_unchanged_pages_are_not_captured_again(scenario):
     assert scenario["second_stats"].get("captured", 0) == 0
-    assert scenario["second_stats"]["skipped_unchanged"] == 3
+    # Unchanged pages (all five stored by the first crawls, three of them flagged) are recognised before
+    # the item pipeline (a 304, or the spider seeing the stored content hash): nothing reaches extraction,
+    # detection or the evidence pipeline.
+    assert scenario["second_skipped_early"] == 5
+    assert scenario["second_stats"].get("skipped_unchanged", 0) == 0
     assert not any(key.startswith(("files/", "reused/")) for key in scenario["second_stats"])
     assert scenario["second_disk"] == scenario["first_disk"]
     first = {n: [(h, r.sha256) for h, r in rows] for n, rows in scenario["first_rows"].items()}

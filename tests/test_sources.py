@@ -20,6 +20,7 @@ max_pages = 300
 schedule = "30 6 * * *"
 delay = 0.5
 concurrency = 4
+max_minutes = 90
 [source.selectors]
 title = "h1.ad-title"
 body = "xpath://div[@class='ad-body']"
@@ -48,12 +49,14 @@ def test_loads_fields_defaults_and_env(tmp_path, monkeypatch):
     assert (board.max_depth, board.max_pages, board.delay, board.concurrency) == (12, 300, 0.5, 4)
     assert board.selectors.body == "xpath://div[@class='ad-body']"
     assert board.schedule == "30 6 * * *"
+    assert board.max_minutes == 90.0 and board.as_config()["max_minutes"] == 90.0
     assert board.line == 2
     # Only name, kind and start_urls are required: the rest falls back to documented defaults.
     assert minimal.start_urls == ("http://127.0.0.1:9/",)
     assert minimal.max_depth == DEFAULT_MAX_DEPTH["site"]
     assert minimal.max_pages == DEFAULT_MAX_PAGES
     assert minimal.render is False and minimal.follow == ()
+    assert minimal.max_minutes is None  # the global CLOSESPIDER_TIMEOUT applies
     assert find_source([board, minimal], "minimal") is minimal
 
 
@@ -72,6 +75,8 @@ BAD_CASES = [
      [":5:", '字段 "schedule"', "61 * * * *"]),
     ("bad-depth", '[[source]]\nname = "a"\nkind = "site"\nstart_urls = ["http://x/"]\nmax_depth = -1\n',
      [":5:", '字段 "max_depth"']),
+    ("bad-max-minutes", '[[source]]\nname = "a"\nkind = "site"\nstart_urls = ["http://x/"]\nmax_minutes = 0\n',
+     [":5:", '字段 "max_minutes"', "分钟"]),
     ("render-not-bool", '[[source]]\nname = "a"\nkind = "site"\nstart_urls = ["http://x/"]\nrender = "yes"\n',
      [":5:", '字段 "render"']),
     ("bad-css", '[[source]]\nname = "a"\nkind = "site"\nstart_urls = ["http://x/"]\n[source.selectors]\ntitle = "h1[["\n',

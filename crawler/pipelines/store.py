@@ -67,6 +67,11 @@ class StorePipeline:
         source = spider.source
         self.run_id = start_run(self.db, source.name, source.kind, source.as_config())
         self.stats.set_value("xunjian/run_id", self.run_id)
+        jobdir = self.crawler.settings.get("JOBDIR")
+        if jobdir:  # so the next run can close this one's record if this process dies
+            from crawler.jobdir import record_run
+
+            record_run(jobdir, self.run_id)
 
     def process_item(self, item: PageItem, spider=None) -> PageItem:
         self.buffer.append(to_record(item))
@@ -98,7 +103,8 @@ class StorePipeline:
             self.run_id,
             finish_reason=reason,
             stats={k: v for k, v in stats.items() if isinstance(v, (int, float, str))},
-            pages=self.totals.pages,
+            # Unchanged pages (304, or the same body) were seen too, though nothing new was stored.
+            pages=self.totals.pages + int(stats.get("xunjian/not_modified", 0)) + int(stats.get("xunjian/unchanged", 0)),
             errors=int(stats.get("xunjian/errors", 0)),
             new_findings=self.totals.new_findings,
             new_leads=self.totals.new_leads,

@@ -1,0 +1,254 @@
+"""Scale-out: one shared frontier in Redis for crawl processes on one or several machines.
+
+When ``XUNJIAN_REDIS_URL`` is set, :func:`redis_overlay` swaps Scrapy's scheduler for scrapy-redis's
+(request queue and duplicate filter in Redis, ``SCHEDULER_PERSIST`` on), so every process crawling a
+source pops from and pushes to the same queue and no URL is fetched twice. Leads go to the shared
+database given with ``--db`` (PostgreSQL when several machines take part).
+
+The subclasses below adapt scrapy-redis 0.9 to xunjian without patching the library:
+
+* keys are per *source* (``xunjian:[RUN:]SOURCE:requests`` / ``:dupefilter`` / ``:workers`` / ``:done``),
+  not per spider name, because several sources share one spider class;
+* start URLs always pass through the shared duplicate filter, so only the first process seeds them;
+* a process that runs out of work closes only when the frontier is exhausted everywhere: the queue is
+  empty and no other live worker is busy (each worker keeps a heartbeat in ``:workers``; entries
+  older than ``XUNJIAN_REDIS_STALE`` seconds, e.g. from a killed process, are ignored);
+* the last worker to finish clears the queue and the duplicate filter so the next run starts afresh;
+  with a run label (``XUNJIAN_REDIS_RUN``, e.g. the scheduled fire time) it also leaves a ``:done``
+  marker, and a process joining that run later closes at once (reason ``redis_frontier_done``).
+
+A run that stops early (signal, page or time limit) keeps queue and filter, and the next run with the
+same label resumes the frontier. Requests a process had popped but not finished when it was killed
+with SIGKILL are lost for that run (they are already in the duplicate filter).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+from redis.exceptions import RedisError
+from scrapy import signals
+from scrapy.exceptions import CloseSpider, DontCloseSpider
+from scrapy.utils.misc import load_object
+from scrapy_redis import connection
+from scrapy_redis.dupefilter import RFPDupeFilter
+from scrapy_redis.scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0
+DONE_MARKER_TTL = 7 * 24 * 3600
+
+
+class RedisUnavailable(RuntimeError):
+    """The shared frontier's Redis server cannot be reached; ``str()`` is one line for the inspector."""
+
+
+def redis_overlay(url: str | None, run: str | None = None) -> dict[str, Any]:
+    """Settings that switch a crawl to the shared Redis frontier; empty when ``url`` is empty."""
+    if not url:
+        return {}
+    return {
+        "XUNJIAN_REDIS_URL": url,
+        "XUNJIAN_REDIS_RUN": run if run is not None else os.environ.get("XUNJIAN_REDIS_RUN", ""),
+        "XUNJIAN_REDIS_STALE": float(os.environ.get("XUNJIAN_REDIS_STALE", "60")),
+        "REDIS_URL": url,
+        "SCHEDULER": "crawler.redis_mode.SharedFrontierScheduler",
+        "DUPEFILTER_CLASS": "crawler.redis_mode.SourceDupeFilter",
+        "SCHEDULER_QUEUE_CLASS": "scrapy_redis.queue.PriorityQueue",
+        "SCHEDULER_PERSIST": True,
+        "SCHEDULER_FLUSH_ON_START": False,
+        "SCHEDULER_IDLE_BEFORE_CLOSE": 0,
+    }
+
+
+def apply_redis_mode(settings, url: str | None = None) -> bool:
+    """Apply the overlay to a ``scrapy.settings.Settings`` (``url`` defaults to ``$XUNJIAN_REDIS_URL``)."""
+    overlay = redis_overlay(url if url is not None else os.environ.get("XUNJIAN_REDIS_URL", ""))
+    for key, value in overlay.items():
+        settings.set(key, value, priority="project")
+    return bool(overlay)
+
+
+def check_redis(settings) -> None:
+    """Raise RedisUnavailable (one line) when the overlay is on and its Redis does not answer."""
+    if settings.get("SCHEDULER") != "crawler.redis_mode.SharedFrontierScheduler":
+        return
+    server = connection.from_settings(settings)
+    try:
+        server.ping()
+    except RedisError as exc:
+        raise RedisUnavailable(f"无法连接 Redis（XUNJIAN_REDIS_URL={settings.get('REDIS_URL')}）：{exc}") from exc
+    finally:
+        server.close()
+
+
+def key_prefix(settings, spider) -> str:
+    source = getattr(getattr(spider, "source", None), "name", None) or spider.name
+    run = settings.get("XUNJIAN_REDIS_RUN") or ""
+    return f"xunjian:{run}:{source}" if run else f"xunjian:{source}"
+
+
+class SourceDupeFilter(RFPDupeFilter):
+    """scrapy-redis's filter keyed by source; never deleted by Scrapy when one process closes."""
+
+    @classmethod
+    def from_spider(cls, spider):
+        settings = spider.settings
+        server = connection.from_settings(settings)
+        key = f"{key_prefix(settings, spider)}:dupefilter"
+        return cls(server, key=key, debug=settings.getbool("DUPEFILTER_DEBUG"))
+
+    def close(self, reason=""):
+        """The shared filter outlives this process; the last worker clears it (see the scheduler)."""
+
+
+class SharedFrontierScheduler(Scheduler):
+    """scrapy-redis's scheduler with per-source keys, one-time seeding and cluster-wide idle close."""
+
+    def __init__(self, server, *args, stale_after: float = 60.0, **kwargs):
+        super().__init__(server, *args, **kwargs)
+        self.stale_after = stale_after
+        self.worker_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.busy = True
+        self.done_before_start = False
+        self.crawler = None
+        self._heartbeat = None
+
+    @classmethod
+    def from_settings(cls, settings):
+        check_redis(settings)
+        server = connection.from_settings(settings)
+        serializer = settings.get("SCHEDULER_SERIALIZER")
+        if isinstance(serializer, str):
+            import importlib
+
+            serializer = importlib.import_module(serializer)
+        return cls(
+            server=server,
+            persist=True,
+            flush_on_start=settings.getbool("SCHEDULER_FLUSH_ON_START"),
+            queue_cls=settings.get("SCHEDULER_QUEUE_CLASS") or "scrapy_redis.queue.PriorityQueue",
+            dupefilter_cls=settings.get("DUPEFILTER_CLASS") or "crawler.redis_mode.SourceDupeFilter",
+            idle_before_close=settings.getint("SCHEDULER_IDLE_BEFORE_CLOSE"),
+            serializer=serializer,
+            stale_after=settings.getfloat("XUNJIAN_REDIS_STALE", 60.0),
+        )
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        instance = cls.from_settings(crawler.settings)
+        instance.stats = crawler.stats
+        instance.crawler = crawler
+        crawler.signals.connect(instance.on_idle, signal=signals.spider_idle)
+        return instance
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def open(self, spider):
+        self.spider = spider
+        prefix = key_prefix(spider.settings, spider)
+        self.workers_key = f"{prefix}:workers"
+        self.done_key = f"{prefix}:done"
+        self.queue_key = f"{prefix}:requests"
+        self.queue = load_object(self.queue_cls)(
+            server=self.server, spider=spider, key=self.queue_key, serializer=self.serializer
+        )
+        self.df = load_object(self.dupefilter_cls).from_spider(spider)
+        if self.flush_on_start:
+            self.flush()
+        self.done_before_start = bool(self.server.exists(self.done_key))
+        self._prune_stale()
+        self._beat()
+        if self.crawler is not None:
+            from twisted.internet import task
+
+            self._heartbeat = task.LoopingCall(self._beat)
+            self._heartbeat.start(HEARTBEAT_SECONDS, now=False)
+        pending = len(self.queue)
+        if pending:
+            spider.log(f"Joining shared frontier {prefix} ({pending} requests queued)")
+
+    def close(self, reason):
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
+        self.server.hdel(self.workers_key, self.worker_id)
+        # Idle peers are closing too; a busy one may still add work, so it finishes the frontier later.
+        if reason == "finished" and not self._live_peers(busy_only=True) and not len(self.queue):
+            self._finish_frontier()
+
+    def _finish_frontier(self) -> None:
+        """Last worker out: clear the frontier so the next run starts afresh; mark a labelled run done."""
+        pipe = self.server.pipeline()
+        pipe.delete(self.queue_key, self.df.key, self.workers_key)
+        if self.spider.settings.get("XUNJIAN_REDIS_RUN"):
+            pipe.set(self.done_key, str(int(time.time())), ex=DONE_MARKER_TTL)
+        pipe.execute()
+        logger.info("shared frontier finished: %s", self.queue_key.rsplit(":", 1)[0])
+
+    # --- requests -------------------------------------------------------------------------
+    def enqueue_request(self, request):
+        if self.done_before_start:
+            return False
+        # Start URLs go through the shared filter even when marked dont_filter: seeded once per run.
+        check = request.meta.get("xunjian_start") or not request.dont_filter
+        if check and self.df.request_seen(request):
+            self.df.log(request, self.spider)
+            return False
+        if self.stats:
+            self.stats.inc_value("scheduler/enqueued/redis")
+        self.queue.push(request)
+        return True
+
+    def next_request(self):
+        request = self.queue.pop(self.idle_before_close)
+        if request is not None:
+            if not self.busy:
+                self.busy = True
+                self._beat()
+            if self.stats:
+                self.stats.inc_value("scheduler/dequeued/redis")
+        return request
+
+    # --- cluster-wide idle detection -------------------------------------------------------
+    def _beat(self) -> None:
+        state = "busy" if self.busy else "idle"
+        self.server.hset(self.workers_key, self.worker_id, f"{state}:{time.time():.3f}")
+
+    def _entries(self) -> dict[str, tuple[str, float]]:
+        entries = {}
+        for worker, value in self.server.hgetall(self.workers_key).items():
+            worker = worker.decode() if isinstance(worker, bytes) else worker
+            value = value.decode() if isinstance(value, bytes) else value
+            state, _, stamp = value.partition(":")
+            try:
+                entries[worker] = (state, float(stamp))
+            except ValueError:
+                entries[worker] = (state, 0.0)
+        return entries
+
+    def _prune_stale(self) -> None:
+        now = time.time()
+        stale = [w for w, (_, ts) in self._entries().items() if now - ts > self.stale_after]
+        if stale:
+            self.server.hdel(self.workers_key, *stale)
+
+    def _live_peers(self, busy_only: bool = False) -> list[str]:
+        now = time.time()
+        return [
+            w for w, (state, ts) in self._entries().items()
+            if w != self.worker_id and now - ts <= self.stale_after and (not busy_only or state == "busy")
+        ]
+
+    def on_idle(self, spider):
+        """spider_idle: stay open while the shared queue has work or a live peer may still add some."""
+        if self.done_before_start:
+            raise CloseSpider("redis_frontier_done")
+        if self.busy:
+            self.busy = False
+            self._beat()
+        if len(self.queue) or self._live_peers(busy_only=True):
+            raise DontCloseSpider
