@@ -35,11 +35,12 @@ from storage.grouping import (
     unique_key,
     url_value,
 )
+from storage.batch_leads import LeadStates
 from storage.bulk import chunks, execute_rows
 from storage.identifiers import STRONG_KINDS, Identifier, extract_all, extract_identifiers, lead_key
 from storage.models import Finding, Lead, LeadIdentifier, LeadSplit, utcnow
 from storage.name_index import name_candidates
-from storage.workflow import reopen_if_closed
+from storage.workflow import REOPENABLE, reopen_if_closed
 
 _IDENT = LeadIdentifier.__table__
 _FINDING = Finding.__table__
@@ -91,6 +92,7 @@ class BatchGrouper:
         self.pending_findings: list[dict[str, Any]] = []
         self.pending_owners: list[str] = []
         self.touched: set[int] = set()
+        self.leads = LeadStates(session)
         self._load()
 
     # -- loading ---------------------------------------------------------------------------------
@@ -134,10 +136,7 @@ class BatchGrouper:
                 self.rows[(row.lead_id, row.page_id, row.kind, row.value)] = _Row(
                     row.id, row.raw, row.first_seen, row.last_seen)
         lead_ids = set().union(*self.strong.values(), *self.names.values())
-        # Held strongly: the session's identity map alone would let unmodified leads be collected.
-        self.leads: dict[int, Lead] = {}
-        for part in chunks(sorted(lead_ids)):
-            self.leads.update((lead.id, lead) for lead in session.scalars(select(Lead).where(Lead.id.in_(part))))
+        self.leads.load(lead_ids)
         self.splits = session.execute(select(LeadSplit.from_lead_id, LeadSplit.to_lead_id)).all()
         self._apart: set[frozenset[int]] | None = None
 
@@ -145,19 +144,11 @@ class BatchGrouper:
         seen: set[int] = set()
         while lead_id not in seen:
             seen.add(lead_id)
-            lead = self.lead(lead_id)
-            if lead is None or lead.merged_into_id is None:
+            lead = self.leads.get(lead_id)
+            if lead is None or lead["merged_into_id"] is None:
                 return lead_id
-            lead_id = lead.merged_into_id
+            lead_id = lead["merged_into_id"]
         return lead_id
-
-    def lead(self, lead_id: int) -> Lead | None:
-        lead = self.leads.get(lead_id)
-        if lead is None:
-            lead = self.session.get(Lead, lead_id)
-            if lead is not None:
-                self.leads[lead_id] = lead
-        return lead
 
     def apart(self) -> set[frozenset[int]]:
         if self._apart is None:
@@ -218,40 +209,46 @@ class BatchGrouper:
             )
             session.add(lead)
             session.flush()
-            self.leads[lead.id] = lead
+            self.leads.adopt(lead)
             self.new_leads += 1
             audit.record(session, lead.id, "create", audit.SYSTEM_ACTOR, to_status="new",
                          reason=f"新线索：{item.url}", details={"url": item.url})
         else:
-            lead = self.lead(min(chosen))
-            assert lead is not None
-            others = sorted(set(chosen) - {lead.id})
+            lead_id = min(chosen)
+            others = sorted(set(chosen) - {lead_id})
             if others:
-                self._merge(lead, others, links, item.url)
-            lead.categories = sorted(set(lead.categories) | categories)
-            lead.severity = max(lead.severity, severity)
-            lead.score = max(lead.score, float(item.score))
-            lead.first_seen = min(lead.first_seen, item.fetched_at)
-            lead.last_seen = max(lead.last_seen, item.fetched_at)
+                self._merge(lead_id, others, links, item.url)
+            state = self.leads.get(lead_id)
+            assert state is not None
+            state["categories"] = sorted(set(state["categories"]) | categories)
+            state["severity"] = max(state["severity"], severity)
+            state["score"] = max(state["score"], float(item.score))
+            state["first_seen"] = min(state["first_seen"], item.fetched_at)
+            state["last_seen"] = max(state["last_seen"], item.fetched_at)
+        lead_id = lead.id if created else lead_id
         for row in item.findings:
-            row["lead_id"] = lead.id
+            row["lead_id"] = lead_id
         self.add_findings(item.url, item.findings)
-        self._remember(lead.id, item)
-        self.touched.add(lead.id)
-        if not created:
+        self._remember(lead_id, item)
+        self.touched.add(lead_id)
+        if not created and self.leads.states[lead_id]["status"] in REOPENABLE:
+            # Rare: the ORM transition writes the status change and its audit row.
+            lead = self.leads.orm(lead_id)
             local = item.fetched_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
             reopen_if_closed(session, lead, item.url, item.fetched_at, local)
+            session.flush()
+            self.leads.adopt(lead)
 
     def add_findings(self, url: str, rows: list[dict[str, Any]]) -> None:
         """Queue finding rows (lead_id already set, or None) for the next ``flush``."""
         self.pending_findings.extend(rows)
         self.pending_owners.extend([url] * len(rows))
 
-    def _merge(self, lead: Lead, others: list[int], links: dict[int, list[Link]], url: str) -> None:
+    def _merge(self, lead_id: int, others: list[int], links: dict[int, list[Link]], url: str) -> None:
         self.flush()
+        lead = self.leads.orm(lead_id)
         for other_id in others:
-            other = self.lead(other_id)
-            assert other is not None
+            other = self.leads.orm(other_id)
             shared = links[other_id] + links[lead.id]
             merge_into(
                 self.session, lead, other, audit.SYSTEM_ACTOR,
@@ -261,6 +258,7 @@ class BatchGrouper:
         self.session.flush()
         # merge_into moved and deduplicated identifier rows through the ORM: drop every cached copy.
         self.session.expire_all()
+        self.leads.forget()
         self._load()
 
     def _remember(self, lead_id: int, item: Placing) -> None:
@@ -305,6 +303,7 @@ class BatchGrouper:
         for row in self.rows.values():
             row.dirty = False
         self._refresh_names()
+        self.leads.write()
         # Rows written above have ids now; _merge reloads them, and nothing else reads them again.
         self.rows = {k: row for k, row in self.rows.items() if row.id is not None}
 
@@ -320,8 +319,8 @@ class BatchGrouper:
             for lead_id, raw, pages in rows:
                 counts[lead_id].append((raw, pages))
         for lead_id, found in counts.items():
-            lead = self.lead(lead_id)
-            if lead is not None:
-                lead.name = max(found, key=lambda row: (_name_rank(row[0], row[1]), row[0]))[0]
+            state = self.leads.get(lead_id)
+            if state is not None:
+                state["name"] = max(found, key=lambda row: (_name_rank(row[0], row[1]), row[0]))[0]
         self.touched = set()
 
