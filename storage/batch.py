@@ -11,7 +11,7 @@ records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timezone
 from typing import Any, Protocol
 

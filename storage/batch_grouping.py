@@ -1,6 +1,6 @@
 """Grouping a whole batch of new snapshots into leads with set-based queries.
 
-Same rules as ``storage.grouping.place_snapshot`` (strong keys, fuzzy names,
+The rules of ``storage.grouping`` (strong keys, fuzzy names,
 merges into the oldest lead, manual splits respected, closed leads
 reopened), applied record by record in batch order, but against an
 in-memory picture of the rows that matter to the batch: the leads holding
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy
 from rapidfuzz import fuzz, process
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage import audit
@@ -111,22 +111,22 @@ class BatchGrouper:
     def _load(self) -> None:
         session = self.session
         self.strong: dict[tuple[str, str], set[int]] = defaultdict(set)
-        by_kind: dict[str, list[str]] = defaultdict(list)
-        for kind, value in self.strong_keys:
-            by_kind[kind].append(value)
-        for kind, values in by_kind.items():
-            for part in chunks(values):
-                rows = session.execute(select(LeadIdentifier.lead_id, LeadIdentifier.value).where(
-                    LeadIdentifier.kind == kind, LeadIdentifier.value.in_(part)).distinct())
-                for lead_id, value in rows:
-                    self.strong[(kind, value)].add(lead_id)
         self.names: dict[str, set[int]] = defaultdict(set)
         wanted = sorted(set(self.cores).union(*self.core_matches.values()) | set(self.added_names))
-        for part in chunks(wanted):
-            rows = session.execute(select(LeadIdentifier.lead_id, LeadIdentifier.value).where(
-                LeadIdentifier.kind == "name", LeadIdentifier.value.in_(part)).distinct())
-            for lead_id, value in rows:
-                self.names[value].add(lead_id)
+        # Leads holding any of the batch's strong keys or candidate names, in one query per slice.
+        for part in chunks([*self.strong_keys, *(("name", value) for value in wanted)]):
+            by_kind: dict[str, list[str]] = defaultdict(list)
+            for kind, value in part:
+                by_kind[kind].append(value)
+            condition = or_(*(and_(LeadIdentifier.kind == kind, LeadIdentifier.value.in_(values))
+                              for kind, values in by_kind.items()))
+            rows = session.execute(select(LeadIdentifier.lead_id, LeadIdentifier.kind, LeadIdentifier.value)
+                                   .where(condition).distinct())
+            for lead_id, kind, value in rows:
+                if kind == "name":
+                    self.names[value].add(lead_id)
+                else:
+                    self.strong[(kind, value)].add(lead_id)
         self.rows: dict[tuple[int, int, str, str], _Row] = {}
         for part in chunks(self.page_ids):
             for row in session.execute(select(

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from storage.db import Database, first_line, mask_url
@@ -21,7 +20,7 @@ from storage.errors import StorageError
 from storage.batch import RecordFailed, store_new, store_records
 from storage.models import EVIDENCE_KINDS, Evidence
 from storage.models import URL_LENGTH, CrawlRun, Finding, Lead, LeadIdentifier, Page, Snapshot, Source, utcnow
-from storage.records import BatchResult, EvidenceRecord, FindingRecord, PageRecord
+from storage.records import BatchResult, EvidenceRecord, PageRecord
 from storage.views import LeadView, list_leads
 
 __all__ = [
