@@ -39,7 +39,7 @@ from storage.batch_leads import LeadStates
 from storage.bulk import chunks, execute_rows
 from storage.identifiers import STRONG_KINDS, Identifier, extract_all, extract_identifiers, lead_key
 from storage.models import Finding, Lead, LeadIdentifier, LeadSplit, utcnow
-from storage.name_index import name_candidates
+from storage.name_index import name_index
 from storage.workflow import REOPENABLE, reopen_if_closed
 
 _IDENT = LeadIdentifier.__table__
@@ -85,8 +85,10 @@ class BatchGrouper:
         self.strong_keys = sorted({(i.kind, i.value) for p in placings for i in p.ids if i.kind in STRONG_KINDS})
         self.cores = sorted({i.value for p in placings for i in p.ids if i.kind == "name"})
         self.page_ids = sorted({p.page_id for p in placings})
-        self.candidates = name_candidates(session) if self.cores else []
-        self.candidate_set = set(self.candidates)
+        index = name_index(session) if self.cores else None
+        self.by_length = index.by_length if index is not None else {}
+        self.known: set[str] = index.known if index is not None else set()
+        self.added_set: set[str] = set()  # names this batch stores that the shared index lacks
         self.core_matches = self._match_cores()
         self.added_names: list[str] = []
         self.pending_findings: list[dict[str, Any]] = []
@@ -98,14 +100,30 @@ class BatchGrouper:
     # -- loading ---------------------------------------------------------------------------------
 
     def _match_cores(self) -> dict[str, dict[str, float]]:
-        """For every core of the batch, the candidate names within the cutoff and their scores."""
+        """For every core of the batch, the candidate names within the cutoff and their scores.
+
+        Only lengths that can reach the cutoff are compared: ratio = 200 * LCS / (len1 + len2) and
+        LCS <= the shorter length. Two different strings of the same length under 10 never reach
+        90, so for those an exact lookup gives the same answer as scoring every candidate.
+        """
         matches: dict[str, dict[str, float]] = {core: {} for core in self.cores}
-        if not self.cores or not self.candidates:
-            return matches
-        scores = process.cdist(self.cores, self.candidates, scorer=fuzz.ratio, score_cutoff=NAME_CUTOFF,
-                               workers=1)
-        for i, j in zip(*numpy.nonzero(scores)):
-            matches[self.cores[int(i)]][self.candidates[int(j)]] = float(scores[i, j])
+        by_core_length: dict[int, list[str]] = defaultdict(list)
+        for core in self.cores:
+            by_core_length[len(core)].append(core)
+        for length, cores in by_core_length.items():
+            pool: list[str] = []
+            for other, values in self.by_length.items():
+                if other == length and length < 10:
+                    for core in cores:
+                        if core in self.known:
+                            matches[core][core] = 100.0
+                elif 20 * min(length, other) >= 9 * (length + other):
+                    pool.extend(values)
+            if not pool:
+                continue
+            scores = process.cdist(cores, pool, scorer=fuzz.ratio, score_cutoff=NAME_CUTOFF, workers=1)
+            for i, j in zip(*numpy.nonzero(scores)):
+                matches[cores[int(i)]][pool[int(j)]] = float(scores[i, j])
         return matches
 
     def _load(self) -> None:
@@ -272,8 +290,8 @@ class BatchGrouper:
                     self.strong[(ident.kind, ident.value)].add(lead_id)
                 elif ident.kind == "name":
                     self.names[ident.value].add(lead_id)
-                    if ident.value not in self.candidate_set:
-                        self.candidate_set.add(ident.value)
+                    if ident.value not in self.known and ident.value not in self.added_set:
+                        self.added_set.add(ident.value)
                         self.added_names.append(ident.value)
             elif when < row.first_seen or when > row.last_seen:
                 row.first_seen = min(row.first_seen, when)
