@@ -1,6 +1,7 @@
 """One institution = one lead: grouping findings by the advertiser's identifiers.
 
-Union-find over identifier keys, done incrementally as snapshots are stored:
+Union-find over identifier keys, done incrementally as snapshots are stored
+(``storage.batch_grouping`` applies these rules to a whole batch at once):
 
 - strong keys (phone, WeChat id, QQ, 统一社会信用代码, 办学许可证号, and the page
   URL itself) link a new snapshot to every lead that showed the same value;
@@ -16,24 +17,19 @@ record; grouping never puts the two sides of a split back together.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy
-from rapidfuzz import fuzz, process
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage import audit
 from storage.db import Database
 from storage.errors import StorageError
-from storage.identifiers import KIND_NAMES, STRONG_KINDS, Identifier, extract_identifiers, lead_key
-from storage.name_index import name_candidates
+from storage.identifiers import KIND_NAMES, STRONG_KINDS
 from storage.models import Finding, Lead, LeadIdentifier, LeadSplit, Page, Snapshot, utcnow
-from storage.workflow import WorkflowError, get_lead, reopen_if_closed
+from storage.workflow import WorkflowError, get_lead
 
 NAME_CUTOFF = 90
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -86,52 +82,6 @@ def separations(session: Session) -> set[frozenset[int]]:
         if a != b:
             pairs.add(frozenset({a, b}))
     return pairs
-
-
-def _strong_links(session: Session, ids: list[Identifier]) -> dict[int, list[Link]]:
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for ident in ids:
-        if ident.kind in STRONG_KINDS:
-            wanted[ident.kind].add(ident.value)
-    links: dict[int, list[Link]] = defaultdict(list)
-    if not wanted:
-        return links
-    condition = or_(*(and_(LeadIdentifier.kind == kind, LeadIdentifier.value.in_(sorted(values)))
-                      for kind, values in wanted.items()))
-    rows = session.execute(
-        select(LeadIdentifier.lead_id, LeadIdentifier.kind, LeadIdentifier.value).where(condition).distinct()
-    )
-    for lead_id, kind, value in rows:
-        links[root_id(session, lead_id)].append(Link(kind, value, value))
-    return links
-
-
-def _name_links(session: Session, ids: list[Identifier]) -> dict[int, list[Link]]:
-    cores = sorted({ident.value for ident in ids if ident.kind == "name"})
-    links: dict[int, list[Link]] = defaultdict(list)
-    if not cores:
-        return links
-    choices = name_candidates(session)
-    if not choices:
-        return links
-    scores = process.cdist(cores, choices, scorer=fuzz.ratio, score_cutoff=NAME_CUTOFF, workers=1)
-    best: dict[str, tuple[str, float]] = {}
-    for i, j in zip(*numpy.nonzero(scores)):
-        value, score = choices[int(j)], float(scores[i, j])
-        if score > best.get(value, ("", -1.0))[1]:
-            best[value] = (cores[int(i)], score)
-    if not best:
-        return links
-    # The in-memory index only proposes values; the database says which leads hold them now.
-    rows = session.execute(
-        select(LeadIdentifier.lead_id, LeadIdentifier.value)
-        .where(LeadIdentifier.kind == "name", LeadIdentifier.value.in_(sorted(best)))
-        .distinct()
-    ).all()
-    for lead_id, value in rows:
-        core, score = best[value]
-        links[root_id(session, lead_id)].append(Link("name", core, value, score))
-    return links
 
 
 def _choose(links: dict[int, list[Link]], apart: set[frozenset[int]]) -> list[int]:
@@ -219,97 +169,6 @@ def recompute(session: Session, lead: Lead) -> None:
     lead.score = max(float(row[2]) for row in rows)
     lead.first_seen = min(row[3] for row in rows)
     lead.last_seen = max(row[4] for row in rows)
-
-
-def _remember(session: Session, lead: Lead, page_id: int, ids: list[Identifier], when: datetime) -> None:
-    for ident in ids:
-        row = session.scalars(select(LeadIdentifier).where(
-            LeadIdentifier.lead_id == lead.id, LeadIdentifier.page_id == page_id,
-            LeadIdentifier.kind == ident.kind, LeadIdentifier.value == ident.value)).one_or_none()
-        if row is None:
-            session.add(LeadIdentifier(lead_id=lead.id, page_id=page_id, kind=ident.kind, value=ident.value,
-                                       raw=ident.raw, first_seen=when, last_seen=when))
-        else:
-            row.first_seen = min(row.first_seen, when)
-            row.last_seen = max(row.last_seen, when)
-    session.flush()
-
-
-@dataclass
-class Placement:
-    lead: Lead
-    created: bool
-    merged: list[int]
-    reopened: bool
-
-
-def place_snapshot(
-    session: Session,
-    *,
-    page: Page,
-    findings: list[Finding],
-    ids: list[Identifier],
-    title: str,
-    text: str,
-    fields: dict[str, list[str]],
-    fetched_at: datetime,
-    score: float,
-) -> Placement:
-    """Put a new snapshot's findings into the lead its identifiers point at.
-
-    Creates a lead when nothing links, merges every linked lead into the
-    oldest one (respecting manual splits), and reopens a closed or dismissed
-    lead since the snapshot is new content.
-    """
-    ids = [*ids, Identifier("url", url_value(page.url), page.url)]
-    links = _strong_links(session, ids)
-    for lead_id, found in _name_links(session, ids).items():
-        links[lead_id].extend(found)
-    chosen = _choose(links, separations(session)) if links else []
-    categories = {finding.category for finding in findings}
-    severity = max(finding.severity for finding in findings)
-    created, merged = False, []
-    if not chosen:
-        old = extract_identifiers(f"{title}\n{text}", fields)
-        names = [ident.raw for ident in ids if ident.kind == "name"]
-        lead = Lead(
-            key=unique_key(session, lead_key(old, page.url)),
-            name=max(names, key=lambda raw: _name_rank(raw, 1)) if names else title.strip() or page.url,
-            status="new", severity=severity, score=float(score), categories=sorted(categories),
-            first_seen=fetched_at, last_seen=fetched_at, status_changed_at=utcnow(),
-        )
-        session.add(lead)
-        session.flush()
-        created = True
-        audit.record(session, lead.id, "create", audit.SYSTEM_ACTOR, to_status="new",
-                     reason=f"新线索：{page.url}", details={"url": page.url})
-    else:
-        lead = session.get(Lead, min(chosen))
-        assert lead is not None
-        for other_id in sorted(set(chosen) - {lead.id}):
-            other = session.get(Lead, other_id)
-            assert other is not None
-            shared = links[other_id] + links[lead.id]
-            merge_into(
-                session, lead, other, audit.SYSTEM_ACTOR,
-                reason=f"新证据 {page.url} 同时关联两条线索（{links[other_id][0].describe()}）",
-                details={"url": page.url, "links": [link.as_dict() for link in shared]},
-            )
-            merged.append(other_id)
-        lead.categories = sorted(set(lead.categories) | categories)
-        lead.severity = max(lead.severity, severity)
-        lead.score = max(lead.score, float(score))
-        lead.first_seen = min(lead.first_seen, fetched_at)
-        lead.last_seen = max(lead.last_seen, fetched_at)
-    for finding in findings:
-        finding.lead_id = lead.id
-    _remember(session, lead, page.id, ids, fetched_at)
-    lead.name = best_name(session, lead.id) or lead.name
-    reopened = False
-    if not created:
-        local = fetched_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
-        reopened = reopen_if_closed(session, lead, page.url, fetched_at, local)
-    return Placement(lead, created, merged, reopened)
 
 
 def merge_leads(db: Database, first: int, second: int, by: str, reason: str = "") -> tuple[int, int]:

@@ -228,8 +228,12 @@ def extract_identifiers(text: str, fields: dict[str, list[str]]) -> Identifiers:
     directly; every field value is also searched like page text. Field values
     come first, since selectors point at the advertiser's own contact block.
     """
+    return _identifiers_in(_chunks(text, fields))
+
+
+def _identifiers_in(chunks: list[tuple[str, str, str]]) -> Identifiers:
     ids = Identifiers()
-    for chunk, _raw, label in _chunks(text, fields):
+    for chunk, _raw, label in chunks:
         if label in _FIELD_WECHAT and _WECHAT_ID.fullmatch(chunk.strip()):
             _add(ids.wechat, chunk.strip().lower())
         elif label in _FIELD_NAME and chunk.strip():
@@ -263,11 +267,12 @@ def extract_all(title: str, text: str, fields: dict[str, list[str]] | None = Non
 
     for name in _title_names(title):
         add("name", name_core(name) or name, name)
-    ids = extract_identifiers(f"{title}\n{text}", fields or {})
+    chunks = _chunks(f"{title}\n{text}", fields or {})
+    ids = _identifiers_in(chunks)
     for name in ids.names:
         if name_core(name):
             add("name", name_core(name), name)
-    for chunk, raw_chunk, _label in _chunks(f"{title}\n{text}", fields or {}):
+    for chunk, raw_chunk, _label in chunks:
         for number, raw in _phone_matches(chunk, raw_chunk):
             add("phone", number, raw)
         for match in _WECHAT.finditer(chunk):

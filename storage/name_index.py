@@ -12,6 +12,7 @@ against the database, so a stale entry can never link a lead by itself.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,9 +25,14 @@ FULL_RELOAD_SECONDS = 300.0
 class NameIndex:
     def __init__(self) -> None:
         self.values: list[str] = []
-        self._known: set[str] = set()
+        self.by_length: defaultdict[int, list[str]] = defaultdict(list)
+        self.known: set[str] = set()
         self._max_id = 0
         self._loaded_at = 0.0
+
+    def refresh(self, session: Session) -> NameIndex:
+        self.candidates(session)
+        return self
 
     def candidates(self, session: Session) -> list[str]:
         newest = session.scalar(select(func.max(LeadIdentifier.id))) or 0
@@ -41,19 +47,25 @@ class NameIndex:
         ).all()
         for row_id, value in rows:
             self._max_id = max(self._max_id, row_id)
-            if value not in self._known:
-                self._known.add(value)
+            if value not in self.known:
+                self.known.add(value)
                 self.values.append(value)
+                self.by_length[len(value)].append(value)
         return self.values
 
 
 _indexes: dict[str, NameIndex] = {}
 
 
-def name_candidates(session: Session) -> list[str]:
-    """The distinct name values of the database this session is bound to (possibly a few stale ones)."""
+def name_index(session: Session) -> NameIndex:
+    """The refreshed index of the database this session is bound to (possibly a few stale values)."""
     key = session.get_bind().url.render_as_string(hide_password=True)
     index = _indexes.get(key)
     if index is None:
         index = _indexes[key] = NameIndex()
-    return index.candidates(session)
+    return index.refresh(session)
+
+
+def name_candidates(session: Session) -> list[str]:
+    """The distinct name values of the database this session is bound to (possibly a few stale ones)."""
+    return name_index(session).values

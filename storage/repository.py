@@ -14,16 +14,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from storage.db import Database, first_line, mask_url
 from storage.errors import StorageError
-from storage.grouping import place_snapshot
-from storage.identifiers import extract_all
+from storage.batch import RecordFailed, store_new, store_records
 from storage.models import EVIDENCE_KINDS, Evidence
 from storage.models import URL_LENGTH, CrawlRun, Finding, Lead, LeadIdentifier, Page, Snapshot, Source, utcnow
-from storage.records import BatchResult, EvidenceRecord, FindingRecord, PageRecord
+from storage.records import BatchResult, EvidenceRecord, PageRecord
 from storage.views import LeadView, list_leads
 
 __all__ = [
@@ -188,71 +186,8 @@ class _BatchWriter:
             attach_evidence(self.session, snapshot.id, record.evidence)
             self.touch_leads(snapshot.id, fetched_at)
             return
-        snapshot = self.snapshot(record, page, fetched_at)
-        attach_evidence(self.session, snapshot.id, record.evidence)
-        if latest:
-            page.last_snapshot_id = snapshot.id
-        findings = self.findings(record, snapshot)
-        self.session.flush()
-        self.lead(record, page, findings, fetched_at)
-        self.session.flush()
-
-    def snapshot(self, record: PageRecord, page: Page, fetched_at: datetime) -> Snapshot:
-        snapshot = Snapshot(
-            page_id=page.id,
-            content_hash=record.content_hash,
-            fetched_at=fetched_at,
-            status=record.status,
-            final_url=record.final_url,
-            encoding=record.encoding,
-            title=record.title,
-            text=record.text,
-            headers=dict(record.headers),
-            fields={key: list(values) for key, values in record.fields.items()},
-            image_urls=list(record.image_urls),
-            categories=list(record.categories),
-            score=float(record.score),
-            rules_version=record.rules_version,
-        )
-        self.session.add(snapshot)
-        self.session.flush()
-        self.result.new_snapshots += 1
-        return snapshot
-
-    def findings(self, record: PageRecord, snapshot: Snapshot) -> list[Finding]:
-        rows: list[Finding] = []
-        seen: set[tuple[str, int, int]] = set()
-        for item in record.findings:
-            identity = (item.rule, item.start, item.end)
-            if identity in seen:
-                continue
-            seen.add(identity)
-            rows.append(_finding_row(item, snapshot.id, record.rules_version))
-        self.session.add_all(rows)
-        self.result.new_findings += len(rows)
-        return rows
-
-    def lead(
-        self, record: PageRecord, page: Page, findings: list[Finding], fetched_at: datetime
-    ) -> Lead | None:
-        """Group a new snapshot's findings into their advertiser's lead (see storage.grouping)."""
-        categories = {finding.category for finding in findings}
-        if not categories & self.lead_categories:
-            return None
-        placement = place_snapshot(
-            self.session,
-            page=page,
-            findings=findings,
-            ids=extract_all(record.title, record.text, record.fields),
-            title=record.title,
-            text=record.text,
-            fields=record.fields,
-            fetched_at=fetched_at,
-            score=float(record.score),
-        )
-        if placement.created:
-            self.result.new_leads += 1
-        return placement.lead
+        # New content: the set-based path of storage.batch (store_batch sends it there directly).
+        store_new(self.session, self, [record], self.lead_categories)
 
     def touch_leads(self, snapshot_id: int, fetched_at: datetime) -> None:
         lead_ids = select(Finding.lead_id).where(Finding.snapshot_id == snapshot_id)
@@ -286,23 +221,6 @@ def attach_evidence(session: Session, snapshot_id: int, records: Iterable[Eviden
     return added
 
 
-def _finding_row(item: FindingRecord, snapshot_id: int, rules_version: str) -> Finding:
-    return Finding(
-        snapshot_id=snapshot_id,
-        category=item.category,
-        subcategory=item.subcategory,
-        rule=item.rule,
-        severity=int(item.severity),
-        start=int(item.start),
-        end=int(item.end),
-        text=item.text,
-        normalized=item.normalized,
-        explanation=item.explanation,
-        basis=item.basis,
-        rules_version=rules_version,
-    )
-
-
 def store_batch(
     db: Database,
     run_id: int | None,
@@ -322,13 +240,12 @@ def store_batch(
     with db.transaction() as session:
         run = _run(session, run_id) if run_id is not None else None
         writer = _BatchWriter(session, frozenset(lead_categories))
-        for record in records:
-            try:
-                writer.store(record)
-            except (StatementError, OverflowError) as error:
-                raise StorageError(
-                    f"保存页面 {record.url} 到数据库 {mask_url(db.engine.url)} 失败：{first_line(error)}"
-                ) from error
+        try:
+            store_records(session, writer, records, writer.lead_categories)
+        except RecordFailed as failed:
+            raise StorageError(
+                f"保存页面 {failed.url} 到数据库 {mask_url(db.engine.url)} 失败：{first_line(failed.error)}"
+            ) from failed.error
         writer.result.pages = len(records)
         if run is not None:
             run.pages += writer.result.pages

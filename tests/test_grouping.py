@@ -318,3 +318,53 @@ def test_upgrade_backfills_identifiers_of_older_leads(db: Database) -> None:
     store_batch(db, None, [page("https://new.example/2", "初三物理 电话 138-0013-8000")])
     [view] = list_leads(db, all=True)
     assert view.id == lead and set(view.urls) == {url, "https://new.example/2"}
+
+
+def _state(database: Database) -> dict[str, object]:
+    """Everything grouping decides, without row ids that depend on how rows were written."""
+    from storage.models import Page, Snapshot
+
+    with database.session() as session:
+        def rows(*columns):  # noqa: ANN002, ANN202
+            return sorted(tuple(row) for row in session.execute(select(*columns)))
+
+        urls = dict(rows(Page.id, Page.url))
+        return {
+            "pages": rows(Page.url, Page.first_seen, Page.last_seen, Page.last_snapshot_id),
+            "snapshots": rows(Snapshot.id, Snapshot.page_id),
+            "leads": rows(Lead.id, Lead.key, Lead.name, Lead.status, Lead.merged_into_id, Lead.severity,
+                          Lead.first_seen, Lead.last_seen),
+            "findings": rows(Finding.snapshot_id, Finding.rule, Finding.lead_id),
+            "identifiers": sorted((lead, urls[page], *rest) for lead, page, *rest in rows(
+                LeadIdentifier.lead_id, LeadIdentifier.page_id, LeadIdentifier.kind, LeadIdentifier.value,
+                LeadIdentifier.raw, LeadIdentifier.first_seen, LeadIdentifier.last_seen)),
+            "audit": rows(AuditEvent.lead_id, AuditEvent.action, AuditEvent.from_status, AuditEvent.to_status,
+                          AuditEvent.reason),
+        }
+
+
+def test_one_batch_groups_like_one_record_per_batch(db: Database, tmp_path: Path) -> None:
+    day = timedelta(days=1)
+    records = [
+        page("https://a.example/1", "初二数学 电话 13800138000", title="青禾教育"),
+        page("https://b.example/2", "初三物理 微信：teacher_wang88", fetched_at=T0 + day),
+        page("https://c.example/3", "报名 13800138000 或 微信 teacher_wang88", fetched_at=T0 + 2 * day),
+        page("https://d.example/4", "青禾教育科技有限公司 小升初冲刺", title="青禾教育科技有限公司",
+             fetched_at=T0 + day),
+        page("https://b.example/2", "初三物理 微信：teacher_wang88", fetched_at=T0 + 3 * day),
+        page("https://a.example/1", "初二数学 新班 电话 13800138000", fetched_at=T0 - day),
+        page("https://e.example/5", "雅思托福 成人英语", findings=[finding("other")]),
+        page("https://f.example/6", "高一化学 热线 13900139000", fetched_at=T0 + day),
+        page("https://f.example/6", "高一化学 热线 13900139000", fetched_at=T0 + 4 * day),
+    ]
+    store_batch(db, None, records)
+    reference = open_database(f"sqlite:///{tmp_path / 'one_by_one.db'}")
+    try:
+        for record in records:
+            store_batch(reference, None, [record])
+        expected = _state(reference)
+    finally:
+        reference.dispose()
+    got = _state(db)
+    assert got == expected
+    assert any(action == "merge" for _, action, *_ in got["audit"])  # the batch did merge mid-way

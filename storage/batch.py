@@ -1,0 +1,217 @@
+"""Storing a batch of page records with a few set-based statements instead of per-row ORM work.
+
+Records whose (url, content_hash) is new are stored in runs: one query for the
+run's existing pages, bulk inserts (insertmanyvalues) for new pages, snapshots
+and findings, one bulk update for the pages' seen times, and the grouping of
+``storage.batch_grouping``. A record whose snapshot is already stored (the same
+content fetched again) goes through the writer's own per-record path, after
+everything before it has been written, so the order of effects is that of the
+records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timezone
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+
+from storage.batch_grouping import BatchGrouper, Placing
+from storage.bulk import RecordFailed, chunks, execute_rows
+from storage.models import Page, Snapshot
+from storage.records import BatchResult, PageRecord
+
+_PAGE = Page.__table__
+_SNAPSHOT = Snapshot.__table__
+
+
+class Writer(Protocol):
+    result: BatchResult
+
+    def source_id(self, name: str) -> int: ...
+
+    def store(self, record: PageRecord) -> None: ...
+
+
+def _guard(url: str, action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except (StatementError, OverflowError) as error:
+        raise RecordFailed(url, error) from error
+
+
+def store_records(session: Session, writer: Writer, records: list[PageRecord],
+                  lead_categories: frozenset[str]) -> None:
+    """Store ``records`` in order: runs of new content in bulk, repeats through ``writer.store``."""
+    stored = _stored_pairs(session, records)
+    run: list[PageRecord] = []
+    for record in records:
+        key = (record.url, record.content_hash)
+        if key not in stored:
+            stored.add(key)
+            run.append(record)
+            continue
+        if run:
+            store_new(session, writer, run, lead_categories)
+            run = []
+            # The bulk path changed rows behind the ORM's back; reload whatever the writer reads next.
+            session.flush()
+            session.expire_all()
+        _guard(record.url, lambda record=record: writer.store(record))
+    if run:
+        store_new(session, writer, run, lead_categories)
+
+
+def _stored_pairs(session: Session, records: list[PageRecord]) -> set[tuple[str, str]]:
+    urls = sorted({record.url for record in records})
+    page_urls: dict[int, str] = {}
+    for part in chunks(urls):
+        page_urls.update(session.execute(select(_PAGE.c.id, _PAGE.c.url).where(_PAGE.c.url.in_(part))).all())
+    found: set[tuple[str, str]] = set()
+    if not page_urls:
+        return found
+    hashes = sorted({record.content_hash for record in records if record.url in page_urls.values()})
+    for part in chunks(sorted(page_urls)):
+        for page_id, content_hash in session.execute(
+            select(_SNAPSHOT.c.page_id, _SNAPSHOT.c.content_hash)
+            .where(_SNAPSHOT.c.page_id.in_(part), _SNAPSHOT.c.content_hash.in_(hashes))
+        ):
+            found.add((page_urls[page_id], content_hash))
+    return found
+
+
+def store_new(session: Session, writer: Writer, records: list[PageRecord],
+               lead_categories: frozenset[str]) -> None:
+    """Store records whose snapshots are all new (distinct (url, content_hash) pairs, none stored)."""
+    session.flush()
+    result = writer.result
+    pages, latest = _pages(session, writer, records)
+    snapshot_ids = _snapshots(session, records, pages)
+    result.new_snapshots += len(snapshot_ids)
+    for record, snapshot_id, is_latest in zip(records, snapshot_ids, latest):
+        if is_latest:
+            pages[record.url]["last_snapshot_id"] = snapshot_id
+    if any(record.evidence for record in records):
+        from storage.repository import attach_evidence  # repository imports this module
+
+        for record, snapshot_id in zip(records, snapshot_ids):
+            if record.evidence:
+                _guard(record.url, lambda r=record, s=snapshot_id: attach_evidence(session, s, r.evidence))
+    changed = [{"page_id": state["id"], **{f"new_{name}": state[name] for name in _PAGE_FIELDS}}
+               for state in pages.values()]
+    execute_rows(session, update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
+        {name: bindparam(f"new_{name}") for name in _PAGE_FIELDS}), _PAGE, changed, list(pages))
+    work: list[tuple[PageRecord, list[dict[str, Any]], Placing | None]] = []
+    for record, snapshot_id in zip(records, snapshot_ids):
+        rows = _finding_rows(record, snapshot_id)
+        result.new_findings += len(rows)
+        grouped = bool({row["category"] for row in rows} & lead_categories)
+        placing = Placing(
+            url=record.url, page_id=pages[record.url]["id"], title=record.title, text=record.text,
+            fields=record.fields, fetched_at=record.fetched_at.astimezone(timezone.utc),
+            score=float(record.score), findings=rows,
+        ) if grouped else None
+        work.append((record, rows, placing))
+    grouper = BatchGrouper(session, [placing for _, _, placing in work if placing is not None])
+    for record, rows, placing in work:
+        if placing is None:
+            grouper.add_findings(record.url, rows)
+        else:
+            _guard(record.url, lambda p=placing: grouper.place(p))
+    grouper.flush()
+    result.new_leads += grouper.new_leads
+
+
+_PAGE_FIELDS = ("first_seen", "last_seen", "last_status", "requested_url", "last_snapshot_id")
+
+
+def _pages(session: Session, writer: Writer, records: list[PageRecord]) -> tuple[dict[str, dict[str, Any]], list[bool]]:
+    """Every page of the run (loaded or inserted) with its seen times after the run, and which
+    records are their page's latest fetch at their turn."""
+    urls = list(dict.fromkeys(record.url for record in records))
+    pages: dict[str, dict[str, Any]] = {}
+    for part in chunks(urls):
+        for row in session.execute(select(_PAGE.c.id, _PAGE.c.url, *(_PAGE.c[name] for name in _PAGE_FIELDS))
+                                   .where(_PAGE.c.url.in_(part))):
+            pages[row.url] = dict(row._mapping)
+    new: list[dict[str, Any]] = []
+    latest: list[bool] = []
+    for record in records:
+        fetched_at = record.fetched_at.astimezone(timezone.utc)
+        state = pages.get(record.url)
+        if state is None:
+            state = pages[record.url] = {
+                "id": None, "url": record.url, "source_id": writer.source_id(record.source),
+                "first_seen": fetched_at, "last_seen": fetched_at, "last_status": record.status,
+                "requested_url": record.requested_url, "last_snapshot_id": None,
+            }
+            new.append(state)
+            writer.result.new_pages += 1
+        else:
+            state["first_seen"] = min(state["first_seen"], fetched_at)
+            if fetched_at >= state["last_seen"]:
+                state["last_seen"] = fetched_at
+                state["last_status"] = record.status
+                state["requested_url"] = record.requested_url
+        latest.append(fetched_at >= state["last_seen"])
+    if new:
+        rows = [{key: value for key, value in state.items() if key not in ("id", "last_snapshot_id")}
+                for state in new]
+        execute_rows(session, insert(_PAGE), _PAGE, rows, [state["url"] for state in new])
+        # Read the ids back by url (unique): on SQLite, RETURNING in parameter order means a statement per row.
+        ids: dict[str, int] = {}
+        for part in chunks([state["url"] for state in new]):
+            ids.update(session.execute(select(_PAGE.c.url, _PAGE.c.id).where(_PAGE.c.url.in_(part))).all())
+        for state in new:
+            state["id"] = ids[state["url"]]
+    return pages, latest
+
+
+def _snapshots(session: Session, records: list[PageRecord], pages: dict[str, dict[str, Any]]) -> list[int]:
+    rows = [{
+        "page_id": pages[record.url]["id"],
+        "content_hash": record.content_hash,
+        "fetched_at": record.fetched_at.astimezone(timezone.utc),
+        "status": record.status,
+        "final_url": record.final_url,
+        "encoding": record.encoding,
+        "title": record.title,
+        "text": record.text,
+        "headers": dict(record.headers),
+        "fields": {key: list(values) for key, values in record.fields.items()},
+        "image_urls": list(record.image_urls),
+        "categories": list(record.categories),
+        "score": float(record.score),
+        "rules_version": record.rules_version,
+    } for record in records]
+    execute_rows(session, insert(_SNAPSHOT), _SNAPSHOT, rows, [record.url for record in records])
+    # (page_id, content_hash) is unique and every pair of the run is new: read the ids back by it.
+    ids: dict[tuple[int, str], int] = {}
+    for part in chunks(sorted({row["page_id"] for row in rows})):
+        for snapshot_id, page_id, content_hash in session.execute(
+            select(_SNAPSHOT.c.id, _SNAPSHOT.c.page_id, _SNAPSHOT.c.content_hash)
+            .where(_SNAPSHOT.c.page_id.in_(part))
+        ):
+            ids[(page_id, content_hash)] = snapshot_id
+    return [ids[(row["page_id"], row["content_hash"])] for row in rows]
+
+
+def _finding_rows(record: PageRecord, snapshot_id: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, int, int]] = set()
+    for item in record.findings:
+        identity = (item.rule, item.start, item.end)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        rows.append({
+            "snapshot_id": snapshot_id, "lead_id": None, "category": item.category,
+            "subcategory": item.subcategory, "rule": item.rule, "severity": int(item.severity),
+            "start_offset": int(item.start), "end_offset": int(item.end), "text": item.text,
+            "normalized": item.normalized, "explanation": item.explanation, "basis": item.basis,
+            "rules_version": record.rules_version,
+        })
+    return rows
