@@ -21,38 +21,9 @@ from crawler.rules_cli import rules
 from crawler.console import leads_csv, leads_json, leads_table, make_console, summary_table
 from crawler.sources import DEFAULT_SOURCES_FILE, SourcesError, find_source, load_sources
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-class CliError(click.ClickException):
-    """A one-line error for the inspector, with the exit code that says what kind of failure it was."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None) -> None:
-        click.echo(f"错误：{self.message}", err=True)
-
-
-def _db_option(func):
-    return click.option(
-        "--db",
-        "db_url",
-        metavar="URL",
-        help="Database URL (default: $XUNJIAN_DB_URL, else sqlite:///./data/xunjian.db).",
-    )(func)
-
-
-def _open_db(db_url: str | None):
-    from crawler.db import database_for
-    from storage.errors import StorageError
-
-    try:
-        return database_for(db_url)
-    except StorageError as exc:
-        raise CliError(str(exc)) from None
+from crawler.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError
+from crawler.cli_common import db_option as _db_option
+from crawler.cli_common import open_db as _open_db
 
 
 def _load(path: str | None, names: tuple[str, ...] = ()):

@@ -13,28 +13,12 @@ from pathlib import Path
 
 import click
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from crawler.cli_common import EXIT_BAD_INPUT as EXIT_USAGE
+from crawler.cli_common import EXIT_FAILED
+from crawler.cli_common import CliError as ExportCliError
+from crawler.cli_common import OneLineCommand as OneLineErrors
+
 STATUS_CHOICES = ("new", "reviewing", "confirmed", "dismissed", "referred", "closed", "reopened", "all")
-
-
-class ExportCliError(click.ClickException):
-    def __init__(self, message: str, code: int = EXIT_FAILED):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None) -> None:
-        click.echo(f"错误：{self.message}", err=True)
-
-
-class OneLineErrors(click.Command):
-    """Option errors as one line with exit code 2."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            raise ExportCliError(f"命令参数有误：{error.format_message()}（用 --help 查看用法）", EXIT_USAGE) from None
 
 
 def _generator() -> str:

@@ -17,34 +17,12 @@ from rich.text import Text
 
 from crawler.console import CATEGORY_NAMES, SEVERITY_STYLES, category_names, leads_table, local_time, make_console
 
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-
-
-class LeadCliError(click.ClickException):
-    """One line for the inspector, with the exit code for its kind of failure."""
-
-    def __init__(self, message: str, code: int = EXIT_REFUSED):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None) -> None:
-        click.echo(f"错误：{self.message}", err=True)
-
-
-class OneLineErrors(click.Command):
-    """A command whose option parsing errors are one line and exit 2."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            raise LeadCliError(f"命令参数有误：{error.format_message()}（用 --help 查看用法）", EXIT_USAGE) from None
-
-
-def _db_option(func):
-    return click.option("--db", "db_url", metavar="URL",
-                        help="Database URL (default: $XUNJIAN_DB_URL, else sqlite:///./data/xunjian.db).")(func)
+from crawler.cli_common import EXIT_BAD_INPUT as EXIT_USAGE
+from crawler.cli_common import EXIT_FAILED as EXIT_REFUSED
+from crawler.cli_common import CliError as LeadCliError
+from crawler.cli_common import OneLineCommand as OneLineErrors
+from crawler.cli_common import db_option as _db_option
+from crawler.cli_common import open_db as _open_db
 
 
 def _by_option(func):
@@ -53,16 +31,6 @@ def _by_option(func):
 
 def _reason_option(func):
     return click.option("--reason", metavar="TEXT", default="", help="Why (recorded in the audit trail).")(func)
-
-
-def _open_db(db_url: str | None):
-    from crawler.db import database_for
-    from storage.errors import StorageError
-
-    try:
-        return database_for(db_url)
-    except StorageError as exc:
-        raise LeadCliError(str(exc)) from None
 
 
 def _lead_id(value: str, what: str = "线索编号") -> int:

@@ -15,40 +15,10 @@ from rich.table import Table
 from crawler.console import local_time, make_console
 from crawler.health import finish_name
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-class OpsError(click.ClickException):
-    def __init__(self, message: str, code: int = EXIT_FAILED):
-        super().__init__(message)
-        self.exit_code = code
-
-    def show(self, file=None) -> None:
-        click.echo(f"错误：{self.message}", err=True)
-
-
-class _OneLineUsage:
-    """Option parsing errors as one Chinese line on stderr, exit code 2."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            raise OpsError(f"命令参数有误：{error.format_message()}（用 --help 查看用法）", EXIT_BAD_INPUT) from None
-
-
-class OneLineCommand(_OneLineUsage, click.Command):
-    pass
-
-
-class OneLineGroup(_OneLineUsage, click.Group):
-    pass
-
-
-def _db_option(func):
-    return click.option("--db", "db_url", metavar="URL",
-                        help="Database URL (default: $XUNJIAN_DB_URL, else sqlite:///./data/xunjian.db).")(func)
+from crawler.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, OneLineCommand, OneLineGroup
+from crawler.cli_common import CliError as OpsError
+from crawler.cli_common import db_option as _db_option
+from crawler.cli_common import open_db as _open_db
 
 
 def _data_option(func):
@@ -59,16 +29,6 @@ def _data_option(func):
 def _sources_option(func):
     return click.option("--sources", "sources_path", metavar="FILE",
                         help="Sources file (default ./sources.toml).")(func)
-
-
-def _open_db(db_url: str | None):
-    from crawler.db import database_for
-    from storage.errors import StorageError
-
-    try:
-        return database_for(db_url)
-    except StorageError as exc:
-        raise OpsError(str(exc)) from None
 
 
 def _data_dir(value: str | None) -> Path:
