@@ -21,7 +21,7 @@ from crawler.rules_cli import rules
 from crawler.console import leads_csv, leads_json, leads_table, make_console, summary_table
 from crawler.sources import DEFAULT_SOURCES_FILE, SourcesError, find_source, load_sources
 
-from crawler.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, CliError
+from crawler.cli_common import EXIT_BAD_INPUT, CliError
 from crawler.cli_common import db_option as _db_option
 from crawler.cli_common import open_db as _open_db
 
@@ -42,11 +42,16 @@ def _log_file() -> Path:
 def _crawl(sources, db, console):
     from crawler.runner import CrawlSetupError, run_crawl
 
+    log_file = _log_file()
     try:
-        outcomes = run_crawl(sources, db.url, log_file=_log_file(), console=make_console(stderr=True))
+        outcomes = run_crawl(sources, db.url, log_file=log_file, console=make_console(stderr=True))
     except CrawlSetupError as exc:
         raise CliError(str(exc)) from None
     console.print(summary_table(outcomes))
+    failed = [o for o in outcomes if o.failure]
+    if failed:
+        more = f"（另有 {len(failed) - 1} 个来源也出错）" if len(failed) > 1 else ""
+        raise CliError(f"来源 \"{failed[0].source.name}\" 抓取出错：{failed[0].failure}{more}（详见日志 {log_file}）")
     unreachable = [(o.source.name, u) for o in outcomes for u in o.unreachable]
     if unreachable:
         name, url = unreachable[0]

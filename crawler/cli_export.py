@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from crawler.cli_common import EXIT_BAD_INPUT as EXIT_USAGE
-from crawler.cli_common import EXIT_FAILED
 from crawler.cli_common import CliError as ExportCliError
 from crawler.cli_common import OneLineCommand as OneLineErrors
 

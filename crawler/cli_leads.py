@@ -18,7 +18,6 @@ from rich.text import Text
 from crawler.console import CATEGORY_NAMES, SEVERITY_STYLES, category_names, leads_table, local_time, make_console
 
 from crawler.cli_common import EXIT_BAD_INPUT as EXIT_USAGE
-from crawler.cli_common import EXIT_FAILED as EXIT_REFUSED
 from crawler.cli_common import CliError as LeadCliError
 from crawler.cli_common import OneLineCommand as OneLineErrors
 from crawler.cli_common import db_option as _db_option

@@ -15,7 +15,7 @@ from rich.table import Table
 from crawler.console import local_time, make_console
 from crawler.health import finish_name
 
-from crawler.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, OneLineCommand, OneLineGroup
+from crawler.cli_common import EXIT_BAD_INPUT, OneLineCommand, OneLineGroup
 from crawler.cli_common import CliError as OpsError
 from crawler.cli_common import db_option as _db_option
 from crawler.cli_common import open_db as _open_db

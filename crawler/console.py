@@ -113,6 +113,9 @@ FINISH_NAMES = {
     "closespider_timeout": "达到时间上限",
     "shutdown": "被中止",
     "start_unreachable": "起始网址无法访问",
+    "crawler_error": "抓取程序出错",
+    "killed": "抓取进程被强制结束",
+    "forced_stop": "被强制停止",
 }
 
 

@@ -9,6 +9,10 @@ progress bar is shown only when stdout is a terminal. One SIGTERM (or SIGINT) st
 and keeps its JOBDIR for the next run; a second signal forces Scrapy down and the JOBDIR is discarded
 by the next run.
 
+In Redis mode the run label (``$XUNJIAN_REDIS_RUN``, set by the scheduler) is kept in the JOBDIR's
+marker; a run that resumes an interrupted JOBDIR reuses that label, so it continues the interrupted
+shared frontier in Redis instead of abandoning it.
+
 Exit codes:
   0  the crawl ran to its end (including a page or time limit: ``closespider_*``)
   1  the work failed: database unavailable, start URL unreachable, crawl error
@@ -23,7 +27,6 @@ import os
 import signal
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,6 +72,22 @@ def _stopped_early(signum, frame):
     raise SystemExit(EXIT_INTERRUPTED)
 
 
+def redis_run_label(job) -> tuple[str | None, bool]:
+    """The Redis run label for this run (None outside Redis mode) and whether it is the resumed run's.
+
+    A resumed JOBDIR keeps the label it was started with, so the interrupted frontier in Redis is
+    continued rather than abandoned; otherwise the label comes from ``$XUNJIAN_REDIS_RUN``.
+    """
+    from crawler import jobdir
+
+    if not os.environ.get("XUNJIAN_REDIS_URL"):
+        return None, False
+    previous = (jobdir.read_marker(job.path) or {}).get("redis_run")
+    if job.resumed and isinstance(previous, str):
+        return previous, True
+    return os.environ.get("XUNJIAN_REDIS_RUN", "").strip(), False
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stopped_early)
     args = parse_args(argv)
@@ -104,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     log_file = data / "logs" / f"crawl-{source.name}-{stamp}-{os.getpid()}.log"
     overrides = {"JOBDIR": str(job.path), "XUNJIAN_DATA_DIR": str(data), "XUNJIAN_SOURCES": sources_file,
                  "XUNJIAN_RESUMED_RUN": job.previous_run_id or 0}
+    redis_run, same_frontier = redis_run_label(job)
+    if redis_run is not None:
+        overrides["XUNJIAN_REDIS_RUN"] = redis_run
+        jobdir.write_marker(job.path, redis_run=redis_run)
     try:
         outcome = run_crawl([source], db.url, log_file=log_file, overrides=overrides,
                             show_progress=sys.stdout.isatty())[0]
@@ -117,11 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     if not outcome.finish_reason and run_id:  # forced down (a second signal): Scrapy never closed the run
         abandon_run(db, run_id, "forced_stop")
     code = exit_code(outcome)
+    if outcome.failure:
+        return _fail(f"来源 \"{source.name}\" 抓取出错：{outcome.failure}（日志：{log_file}）", EXIT_FAILED)
     how = "续抓" if job.resumed else "抓取"
     line = (f"来源 \"{source.name}\" {how}结束（{outcome.finish_reason or '未知'}）：页面 {outcome.pages}（另有未变化 {outcome.unchanged}），"
             f"错误 {outcome.errors}，新发现 {outcome.new_findings}，新线索 {outcome.new_leads}")
     if code == EXIT_FAILED and outcome.unreachable:
         return _fail(f"来源 \"{source.name}\" 的起始网址无法访问：{outcome.unreachable[0]}", EXIT_FAILED)
+    if same_frontier:
+        line += f"；沿用中断时的 Redis 运行标签 {redis_run or '（无标签）'}，继续其共享队列"
+    elif redis_run:
+        line += f"；Redis 运行标签 {redis_run}"
     if code == EXIT_INTERRUPTED:
         line += f"；已中断，下次运行将从 {job.path} 继续"
     print(line, file=sys.stderr)

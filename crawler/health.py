@@ -3,13 +3,21 @@
 ``assess(runs)`` looks at a source's newest runs (newest first) and returns a ``Health``.  A source is
 unhealthy (异常) when its last run
 
-- failed: it did not finish, or ended with a reason other than a normal finish or a page/time limit
-  (``start_unreachable``, ``shutdown``, a crashed crawl process ...);
+- failed: it did not finish, or ended with a reason other than a normal finish, a page/time limit or
+  a stop by signal (``start_unreachable``, a crashed crawl process ...);
+- was stopped by a signal (``shutdown``) for the ``MAX_SHUTDOWNS``-th time in a row: the crawl never
+  gets to its end.  A single ``shutdown`` is healthy: with a JOBDIR (stat ``xunjian/jobdir``) the next
+  run resumes it, without one it was a foreground crawl stopped by hand;
 - got mostly errors: more errors than pages;
 - yielded far fewer pages than before: under ``DROP_RATIO`` of the median of the previous
-  successful runs (at least ``MIN_HISTORY`` of them, at most ``HISTORY``);
+  successful runs (at least ``MIN_HISTORY`` of them, at most ``HISTORY``; ``shutdown`` runs never
+  count as history);
 - found its selectors no longer matching: every listing page without detail links, or every page
   without the configured title or body.
+
+A finished run that resumed interrupted runs (stat ``xunjian/resumed_from``, possibly a chain of them)
+did only the rest of the work, so it is judged on the pages, errors and selector counts of the whole
+chain, and so is every run in the page history.
 
 ``alert(...)`` logs the alert and, when ``XUNJIAN_WEBHOOK_URL`` is set, POSTs it as JSON there.
 """
@@ -22,7 +30,7 @@ import os
 import statistics
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from storage.runs import RunView
@@ -36,6 +44,10 @@ MIN_HISTORY = 1
 DROP_RATIO = 0.5
 FETCH = 20  # runs read per source: enough to find HISTORY successful ones among failures
 WEBHOOK_TIMEOUT = 10.0
+STOPPED = "shutdown"  # Scrapy's finish reason after a signal: resumable when the run had a JOBDIR
+MAX_SHUTDOWNS = 3
+RESUMED_FROM = "xunjian/resumed_from"
+CHAIN_KEYS = ("xunjian/listing_pages", "xunjian/selectors/")  # stats summed over a resumed chain
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,43 @@ def _selector_problem(run: RunView) -> str:
     return ""
 
 
+def _chain(run: RunView, by_id: dict[int, RunView]) -> list[RunView]:
+    """``run`` and the interrupted runs it resumed, newest first (only those among ``by_id``)."""
+    chain = [run]
+    seen = {run.id}
+    previous = run.stats.get(RESUMED_FROM)
+    while isinstance(previous, int) and previous not in seen and previous in by_id:
+        earlier = by_id[previous]
+        if earlier.finish_reason != STOPPED:
+            break
+        chain.append(earlier)
+        seen.add(previous)
+        previous = earlier.stats.get(RESUMED_FROM)
+    return chain
+
+
+def _combined(run: RunView, by_id: dict[int, RunView]) -> RunView:
+    """``run`` with the pages, errors and selector counts of its whole resume chain."""
+    chain = _chain(run, by_id)
+    if len(chain) == 1:
+        return run
+    stats = dict(run.stats)
+    for key in {k for r in chain for k in r.stats if k.startswith(CHAIN_KEYS)}:
+        stats[key] = sum(_stat(r, key) for r in chain)
+    return replace(run, pages=sum(r.pages for r in chain), errors=sum(r.errors for r in chain), stats=stats)
+
+
+def _stopped(runs: list[RunView]) -> Health:
+    """The last run was stopped by a signal: fine once, a failure when it keeps happening."""
+    last = runs[0]
+    recent = runs[:MAX_SHUTDOWNS]
+    if len(recent) == MAX_SHUTDOWNS and all(r.finish_reason == STOPPED for r in recent):
+        return Health(False, f"连续 {MAX_SHUTDOWNS} 次被中止，抓取始终没有完成", last)
+    if _stat(last, "xunjian/jobdir"):
+        return Health(True, "上次抓取被停止，下次运行将从断点继续", last)
+    return Health(True, "上次抓取被人工中止", last)
+
+
 def assess(runs: list[RunView], running: bool = False) -> Health:
     """The health of one source from its runs, newest first."""
     if not runs:
@@ -92,18 +141,24 @@ def assess(runs: list[RunView], running: bool = False) -> Health:
             return Health(True, "正在抓取", last)
         return Health(False, "上次抓取没有正常结束（进程中断）", last)
     reason = last.finish_reason or ""
+    if reason == STOPPED:
+        return _stopped(runs)
     if reason not in OK_REASONS:
         return Health(False, f"上次抓取失败：{finish_name(reason)}", last)
-    if last.errors > last.pages:
-        return Health(False, f"错误过多：错误 {last.errors} 次，页面只有 {last.pages} 个", last)
-    selectors = _selector_problem(last)
+    by_id = {run.id: run for run in runs}
+    whole = _combined(last, by_id)
+    resumed = f"（含续抓前的 {len(_chain(last, by_id)) - 1} 次中断抓取）" if whole is not last else ""
+    if whole.errors > whole.pages:
+        return Health(False, f"错误过多：错误 {whole.errors} 次，页面只有 {whole.pages} 个{resumed}", last)
+    selectors = _selector_problem(whole)
     if selectors:
-        return Health(False, selectors, last)
-    history = [run.pages for run in runs[1:] if _succeeded(run)][:HISTORY]
+        return Health(False, selectors + resumed, last)
+    history = [_combined(run, by_id).pages for run in runs[1:] if _succeeded(run)][:HISTORY]
     if len(history) >= MIN_HISTORY:
         median = statistics.median(history)
-        if last.pages < DROP_RATIO * median:
-            return Health(False, f"页面数骤降：本次 {last.pages} 个，近 {len(history)} 次中位数 {median:g} 个", last)
+        if whole.pages < DROP_RATIO * median:
+            return Health(False, f"页面数骤降：本次 {whole.pages} 个{resumed}，近 {len(history)} 次中位数 {median:g} 个",
+                          last)
     return Health(True, "", last)
 
 

@@ -2,7 +2,8 @@
 
 Layout: ``<data>/jobs/<source>/<UTC timestamp>-<pid>/``. Besides Scrapy's own files
 (``requests.queue/``, ``requests.seen``, ``spider.state``) each directory holds ``xunjian-run.json``,
-written by us: the run id, the process id and the state (``running``, ``interrupted``).
+written by us: the run id, the process id, the state (``running``, ``interrupted``) and, in Redis mode,
+the run label of the shared frontier (``redis_run``; the queue and duplicate filter are then in Redis).
 
 A run that ends normally deletes its directory. A run stopped by a signal closes Scrapy cleanly, which
 writes the queue and the spider state; it is marked ``interrupted`` and the next run of the source
@@ -88,6 +89,8 @@ def is_resumable(path: Path) -> bool:
     marker = read_marker(path)
     if not marker or marker.get("state") != INTERRUPTED:
         return False
+    if "redis_run" in marker:  # Redis mode: queue and duplicate filter live in Redis, not in the JOBDIR
+        return bool(os.environ.get("XUNJIAN_REDIS_URL")) and _state_readable(path)
     return (path / "requests.queue").is_dir() and _queue_readable(path / "requests.queue") \
         and (path / "requests.seen").is_file() and _state_readable(path)
 

@@ -18,7 +18,10 @@ The subclasses below adapt scrapy-redis 0.9 to xunjian without patching the libr
   marker, and a process joining that run later closes at once (reason ``redis_frontier_done``).
 
 A run that stops early (signal, page or time limit) keeps queue and filter, and the next run with the
-same label resumes the frontier. Requests a process had popped but not finished when it was killed
+same label resumes the frontier (crawl_job reuses the label of the JOBDIR it resumes). The queue,
+filter and worker keys of a labelled run expire after ``XUNJIAN_REDIS_KEY_TTL`` seconds (default 7
+days, 0 = never), refreshed by every heartbeat, so a frontier nobody comes back to does not stay in
+Redis forever. Requests a process had popped but not finished when it was killed
 with SIGKILL are lost for that run (they are already in the duplicate filter).
 """
 
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 DONE_MARKER_TTL = 7 * 24 * 3600
+KEY_TTL = 7 * 24 * 3600  # default lifetime of a labelled run's queue, filter and workers keys
 
 
 class RedisUnavailable(RuntimeError):
@@ -56,6 +60,7 @@ def redis_overlay(url: str | None, run: str | None = None) -> dict[str, Any]:
         "XUNJIAN_REDIS_URL": url,
         "XUNJIAN_REDIS_RUN": run if run is not None else os.environ.get("XUNJIAN_REDIS_RUN", ""),
         "XUNJIAN_REDIS_STALE": float(os.environ.get("XUNJIAN_REDIS_STALE", "60")),
+        "XUNJIAN_REDIS_KEY_TTL": os.environ.get("XUNJIAN_REDIS_KEY_TTL", "").strip() or KEY_TTL,
         "REDIS_URL": url,
         "SCHEDULER": "crawler.redis_mode.SharedFrontierScheduler",
         "DUPEFILTER_CLASS": "crawler.redis_mode.SourceDupeFilter",
@@ -87,6 +92,17 @@ def check_redis(settings) -> None:
         server.close()
 
 
+def _key_ttl(settings) -> int:
+    raw = settings.get("XUNJIAN_REDIS_KEY_TTL", KEY_TTL)
+    try:
+        value = int(float(raw))
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise ValueError(f"环境变量 XUNJIAN_REDIS_KEY_TTL 应为非负的秒数，实际为 {raw!r}")
+    return value
+
+
 def key_prefix(settings, spider) -> str:
     source = getattr(getattr(spider, "source", None), "name", None) or spider.name
     run = settings.get("XUNJIAN_REDIS_RUN") or ""
@@ -110,9 +126,11 @@ class SourceDupeFilter(RFPDupeFilter):
 class SharedFrontierScheduler(Scheduler):
     """scrapy-redis's scheduler with per-source keys, one-time seeding and cluster-wide idle close."""
 
-    def __init__(self, server, *args, stale_after: float = 60.0, **kwargs):
+    def __init__(self, server, *args, stale_after: float = 60.0, key_ttl: int = 0, **kwargs):
         super().__init__(server, *args, **kwargs)
         self.stale_after = stale_after
+        self.key_ttl = key_ttl  # seconds; applied only to a labelled run's keys
+        self.labelled = False
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.busy = True
         self.done_before_start = False
@@ -137,6 +155,7 @@ class SharedFrontierScheduler(Scheduler):
             idle_before_close=settings.getint("SCHEDULER_IDLE_BEFORE_CLOSE"),
             serializer=serializer,
             stale_after=settings.getfloat("XUNJIAN_REDIS_STALE", 60.0),
+            key_ttl=_key_ttl(settings),
         )
 
     @classmethod
@@ -158,6 +177,7 @@ class SharedFrontierScheduler(Scheduler):
             server=self.server, spider=spider, key=self.queue_key, serializer=self.serializer
         )
         self.df = load_object(self.dupefilter_cls).from_spider(spider)
+        self.labelled = bool(spider.settings.get("XUNJIAN_REDIS_RUN"))
         if self.flush_on_start:
             self.flush()
         self.done_before_start = bool(self.server.exists(self.done_key))
@@ -176,6 +196,7 @@ class SharedFrontierScheduler(Scheduler):
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
         self.server.hdel(self.workers_key, self.worker_id)
+        self._refresh_expiry()  # keys created since the last heartbeat get their expiry too
         # Idle peers are closing too; a busy one may still add work, so it finishes the frontier later.
         if reason == "finished" and not self._live_peers(busy_only=True) and not len(self.queue):
             self._finish_frontier()
@@ -217,6 +238,16 @@ class SharedFrontierScheduler(Scheduler):
     def _beat(self) -> None:
         state = "busy" if self.busy else "idle"
         self.server.hset(self.workers_key, self.worker_id, f"{state}:{time.time():.3f}")
+        self._refresh_expiry()
+
+    def _refresh_expiry(self) -> None:
+        """A labelled run's frontier lives ``key_ttl`` seconds past the last sign of life of any worker."""
+        if not (self.labelled and self.key_ttl):
+            return
+        pipe = self.server.pipeline()
+        for key in (self.queue_key, self.df.key, self.workers_key):
+            pipe.expire(key, self.key_ttl)
+        pipe.execute()
 
     def _entries(self) -> dict[str, tuple[str, float]]:
         entries = {}

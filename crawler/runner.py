@@ -7,6 +7,7 @@ once per command, and scheduled crawls (a later issue) start a fresh process for
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from crawler.sources import Source
 from spiders.listing import ListingSpider
 from spiders.site import SiteSpider
 from spiders.sitemap import SitemapSourceSpider
+
+logger = logging.getLogger(__name__)
 
 SPIDERS = {"listing": ListingSpider, "site": SiteSpider, "sitemap": SitemapSourceSpider}
 
@@ -44,6 +47,7 @@ class SourceOutcome:
     finish_reason: str = ""
     run_id: int | None = None
     unreachable: list[str] = field(default_factory=list)
+    failure: str = ""  # the crawler itself failed (e.g. a pipeline could not open); one line
     errors_by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -103,35 +107,53 @@ def run_crawl(
         crawler = process.create_crawler(SPIDERS[source.kind])
         outcome = SourceOutcome(source=source)
         task = progress.add_task("crawl", total=None, source=source.name, pages=0, errors=0, flagged=0)
-        _connect_progress(crawler, progress, task, outcome)
+        _connect_progress(crawler, progress if show_progress else None, task, outcome)
         _freeze_gc_after_startup(crawler)
         outcomes.append((crawler, outcome))
-        process.crawl(crawler, source=source)
+        process.crawl(crawler, source=source).addErrback(_record_failure, outcome)
     with progress:
         process.start()
     for crawler, outcome in outcomes:
         _collect(crawler, outcome)
+        if outcome.failure and outcome.run_id:  # Scrapy closed it as a "shutdown"; it was not one
+            from crawler.db import database_for
+            from storage.repository import fail_run
+
+            fail_run(database_for(db_url), outcome.run_id, outcome.finish_reason, outcome.failure)
     return [o for _, o in outcomes]
 
 
-def _connect_progress(crawler, progress: Progress, task, outcome: SourceOutcome) -> None:
+def _connect_progress(crawler, progress: Progress | None, task, outcome: SourceOutcome) -> None:
+    """Count pages for the summary; drive the progress bar too when one is shown."""
     def on_item(item, response, spider):
         outcome.pages += 1
         if getattr(item, "findings", None):
             outcome.flagged += 1
-        progress.update(task, pages=outcome.pages, flagged=outcome.flagged)
+        if progress is not None:
+            progress.update(task, pages=outcome.pages, flagged=outcome.flagged)
 
     def on_response(response, request, spider):
         outcome.responses += 1
-        progress.update(task, advance=1)
+        if progress is not None:
+            progress.update(task, advance=1)
 
     def on_closed(spider, reason):
-        errors = crawler.stats.get_value("xunjian/errors", 0)
-        progress.update(task, errors=errors, total=outcome.responses or 1, completed=outcome.responses or 1)
+        if progress is not None:
+            errors = crawler.stats.get_value("xunjian/errors", 0)
+            progress.update(task, errors=errors, total=outcome.responses or 1, completed=outcome.responses or 1)
 
     for handler, signal in ((on_item, signals.item_scraped), (on_response, signals.response_received),
                             (on_closed, signals.spider_closed)):
         crawler.signals.connect(handler, signal=signal, weak=False)
+
+
+def _record_failure(failure, outcome: SourceOutcome) -> None:
+    """A crawler that failed to start or crashed: keep one line for the inspector (the traceback goes
+    to the log), instead of letting the other sources' success hide it."""
+    logger.error("crawl of source %s failed", outcome.source.name,
+                 exc_info=(failure.type, failure.value, failure.getTracebackObject()))
+    message = str(failure.value).strip().splitlines()
+    outcome.failure = f"{failure.type.__name__}: {message[0]}" if message else failure.type.__name__
 
 
 def _collect(crawler, outcome: SourceOutcome) -> None:
@@ -151,6 +173,8 @@ def _collect(crawler, outcome: SourceOutcome) -> None:
         outcome.unreachable = list(getattr(spider, "unreachable_start", []))
     if outcome.unreachable:
         outcome.finish_reason = "start_unreachable"
+    if outcome.failure:
+        outcome.finish_reason = "crawler_error"
 
 
 def _freeze_gc_after_startup(crawler) -> None:

@@ -9,6 +9,12 @@ at the same time (a lock file under ``<data>/locks/`` also keeps out a second sc
 Jobs: ``crawl:<source>`` per source with a ``schedule`` (cron, Asia/Shanghai); ``daily-list`` writes
 the day's flagged list to ``<data>/daily/``; ``canary`` runs the self-check (crawler.canary).
 
+Redis mode (``XUNJIAN_REDIS_URL`` set): each crawl gets ``XUNJIAN_REDIS_RUN`` = ``<source>@<fire time>``,
+the job's latest scheduled fire time at or before now (Asia/Shanghai, e.g. ``board@20261125T0600+0800``),
+so every machine firing the same cron joins the same shared frontier, a catch-up run after downtime
+takes the latest missed fire time, and the next fire starts a new frontier.  It overrides any
+``XUNJIAN_REDIS_RUN`` of the scheduler's own environment.
+
 Signals: SIGHUP re-reads the sources file and adds, changes and removes crawl jobs; SIGTERM/SIGINT stop
 new runs, send each running crawl ONE SIGTERM and wait (``XUNJIAN_STOP_TIMEOUT``) before SIGKILL.
 """
@@ -22,7 +28,9 @@ import signal
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from math import floor
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -81,6 +89,7 @@ class Context:
 
 
 _context: Context | None = None
+_scheduler: BackgroundScheduler | None = None  # the running service's, to read a job's own trigger
 
 
 def _ctx() -> Context:
@@ -120,6 +129,62 @@ def is_running(data_dir: Path, name: str) -> bool:
     return False
 
 
+# --- the Redis run label: one per scheduled fire time ------------------------------------------------
+
+LABEL_LOOKBACKS = (3600.0, 86400.0)  # then the misfire grace
+
+
+def last_fire_time(trigger, now: datetime, misfire_grace: float) -> datetime | None:
+    """The trigger's latest fire time at or before ``now`` within ``misfire_grace`` seconds, else None."""
+    if isinstance(trigger, IntervalTrigger):
+        if trigger.start_date > now:
+            return None
+        steps = floor((now.timestamp() - trigger.start_date.timestamp()) / trigger.interval_length)
+        fire = datetime.fromtimestamp(trigger.start_date.timestamp() + steps * trigger.interval_length,
+                                      tz=trigger.timezone)
+        return fire if fire <= now else fire - trigger.interval
+    for seconds in sorted({*LABEL_LOOKBACKS, max(float(misfire_grace), 0.0)}):
+        fire = trigger.get_next_fire_time(None, now - timedelta(seconds=seconds))
+        if fire is None or fire > now:
+            continue  # nothing in this window: look further back
+        while True:
+            following = trigger.get_next_fire_time(fire, now)
+            if following is None or following > now:
+                return fire
+            fire = following
+    return None
+
+
+def run_label(name: str, trigger, now: datetime, misfire_grace: float) -> str:
+    """``<source>@<fire time>``: the same on every machine that fires the same schedule."""
+    fire = last_fire_time(trigger, now, misfire_grace) if trigger is not None else None
+    if fire is None:  # not a scheduled fire (or one beyond the grace): a label of its own
+        log.warning("来源 %s 找不到本次抓取对应的计划时间，Redis 运行标签改用当前时间", name)
+        fire = now
+    fire = fire.astimezone(ZoneInfo(TZ))
+    stamp = fire.strftime("%Y%m%dT%H%M")
+    if fire.second or fire.microsecond:
+        stamp += fire.strftime("%S")
+    if fire.microsecond:
+        stamp += fire.strftime(".%f")
+    return f"{name}@{stamp}{fire.strftime('%z')}"
+
+
+def _job_trigger(source: Source, ctx: Context):
+    job = _scheduler.get_job(CRAWL_PREFIX + source.name) if _scheduler is not None else None
+    if job is not None:
+        return job.trigger
+    return _trigger(source.schedule, ctx) if source.schedule or ctx.interval else None
+
+
+def _redis_env(source: Source, ctx: Context, now: datetime) -> dict | None:
+    if not os.environ.get("XUNJIAN_REDIS_URL", "").strip():
+        return None
+    label = run_label(source.name, _job_trigger(source, ctx), now, ctx.misfire_grace)
+    log.info("来源 %s 本次抓取的 Redis 运行标签：%s", source.name, label)
+    return {"XUNJIAN_REDIS_RUN": label}
+
+
 def run_source(name: str) -> int:
     """Crawl one source in a subprocess, record a crashed run, check its health and alert."""
     from crawler.health import alert
@@ -135,8 +200,10 @@ def run_source(name: str) -> int:
         log.warning("来源 %s 已有抓取在进行，本次跳过", name)
         return 0
     try:
-        started = datetime.now(timezone.utc) - timedelta(seconds=1)
-        code = spawn_crawl(name, sources_path=ctx.sources_path, db_url=ctx.db_url, data_dir=ctx.data_dir)
+        now = datetime.now(timezone.utc)
+        started = now - timedelta(seconds=1)
+        code = spawn_crawl(name, sources_path=ctx.sources_path, db_url=ctx.db_url, data_dir=ctx.data_dir,
+                           env=_redis_env(source, ctx, now))
     finally:
         lock.close()
     if code == EXIT_NOT_STARTED:
@@ -285,7 +352,7 @@ def build_scheduler(ctx: Context) -> BackgroundScheduler:
 
 def serve(ctx: Context) -> None:
     """Run the scheduler until SIGTERM/SIGINT; SIGHUP reloads the sources file."""
-    global _context
+    global _context, _scheduler
     sources = load_sources(ctx.sources_path)
     ctx.data_dir.mkdir(parents=True, exist_ok=True)
     other = running_pid(ctx.data_dir)
@@ -302,7 +369,7 @@ def serve(ctx: Context) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    scheduler = build_scheduler(ctx)
+    scheduler = _scheduler = build_scheduler(ctx)
     scheduler.start(paused=True)
     pid_path(ctx.data_dir).write_text(f"{os.getpid()}\n")
     try:
@@ -320,6 +387,7 @@ def serve(ctx: Context) -> None:
         scheduler.pause()
         CHILDREN.stop_all(ctx.stop_timeout)
         scheduler.shutdown(wait=True)
+        _scheduler = None
         pid_path(ctx.data_dir).unlink(missing_ok=True)
         log.info("调度器已停止")
 

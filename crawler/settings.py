@@ -72,6 +72,10 @@ SPIDER_MIDDLEWARES = {
     "crawler.middlewares.canonical.CanonicalUrlMiddleware": 950,
 }
 DOWNLOADER_MIDDLEWARES = {
+    # RFC 9309 robots.txt: an unreachable robots.txt (5xx, no answer) keeps the crawler off the host,
+    # where Scrapy's own middleware would allow everything.
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.middlewares.robots.StrictRobotsTxtMiddleware": 100,
     # Sees 429/503 before RetryMiddleware (550) and retries them after Retry-After itself.
     "crawler.middlewares.retry_after.RetryAfterMiddleware": 560,
     # Adds If-None-Match / If-Modified-Since and turns a 304 into "unchanged".

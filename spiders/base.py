@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from crawler.items import PageItem
 from crawler.middlewares.conditional import NotModified
+from crawler.middlewares.robots import RobotsUnreachable
 from crawler.sources import Source, SourcesError, find_source, load_sources
 
 # Callbacks whose pages are only stored, never read for links: safe to request conditionally.
@@ -153,8 +154,9 @@ class SourceSpider(scrapy.Spider):
             return
         stats.inc_value(f"xunjian/errors/{kind}")
         stats.inc_value("xunjian/errors")
-        if request is not None and request.meta.get("xunjian_start") and failure.check(*UNREACHABLE_ERRORS):
-            self.unreachable_start.append(f"{url}（{failure.getErrorMessage() or kind}）")
+        if request is not None and request.meta.get("xunjian_start") and failure.check(RobotsUnreachable, *UNREACHABLE_ERRORS):
+            why = failure.value.reason if failure.check(RobotsUnreachable) else failure.getErrorMessage()
+            self.unreachable_start.append(f"{url}（{why or kind}）")
             stats.set_value("xunjian/start_unreachable", len(self.unreachable_start))
         self.logger.warning("request failed (%s): %s: %s", kind, url, failure.getErrorMessage())
 
@@ -188,6 +190,8 @@ def error_kind(failure: Failure) -> str:
     """A short, stable name for a failed request, used in stats and run summaries."""
     if failure.check(HttpError):
         return f"http_{failure.value.response.status}"
+    if failure.check(RobotsUnreachable):
+        return "robots_unreachable"
     if failure.check(IgnoreRequest):
         message = str(failure.value)
         if "robots.txt" in message:

@@ -37,7 +37,7 @@ from storage.grouping import (
 )
 from storage.batch_leads import LeadStates
 from storage.bulk import chunks, execute_rows
-from storage.identifiers import STRONG_KINDS, Identifier, extract_all, extract_identifiers, lead_key
+from storage.identifiers import STRONG_KINDS, Identifier, Identifiers, extract_page, lead_key
 from storage.models import Finding, Lead, LeadIdentifier, LeadSplit, utcnow
 from storage.name_index import name_index
 from storage.workflow import REOPENABLE, reopen_if_closed
@@ -59,6 +59,7 @@ class Placing:
     score: float
     findings: list[dict[str, Any]]
     ids: list[Identifier] = field(default_factory=list)
+    key_ids: Identifiers | None = None  # phones, WeChat ids and names that make a new lead's key
 
 
 @dataclass
@@ -80,8 +81,8 @@ class BatchGrouper:
         self.owner = placings[0].url if placings else ""
         self.new_leads = 0
         for item in placings:
-            item.ids = [*extract_all(item.title, item.text, item.fields),
-                        Identifier("url", url_value(item.url), item.url)]
+            found, item.key_ids = extract_page(item.title, item.text, item.fields)
+            item.ids = [*found, Identifier("url", url_value(item.url), item.url)]
         self.strong_keys = sorted({(i.kind, i.value) for p in placings for i in p.ids if i.kind in STRONG_KINDS})
         self.cores = sorted({i.value for p in placings for i in p.ids if i.kind == "name"})
         self.page_ids = sorted({p.page_id for p in placings})
@@ -217,7 +218,7 @@ class BatchGrouper:
         severity = max(row["severity"] for row in item.findings)
         created = not chosen
         if created:
-            old = extract_identifiers(f"{item.title}\n{item.text}", item.fields)
+            old = item.key_ids
             names = [ident.raw for ident in item.ids if ident.kind == "name"]
             lead = Lead(
                 key=unique_key(session, lead_key(old, item.url)),

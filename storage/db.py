@@ -32,6 +32,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 WRITE_OPTION = "xunjian_write"
 # Arbitrary constant key for the PostgreSQL advisory lock held while migrating.
 _PG_MIGRATION_LOCK = 0x78756E6A
+# Held by every write transaction on PostgreSQL (see Database.transaction).
+_PG_WRITE_LOCK = 0x78756E6B
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -99,9 +101,17 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A Session inside one write transaction, committed on success."""
+        """A Session inside one write transaction, committed on success.
+
+        Writers take turns: SQLite's ``BEGIN IMMEDIATE`` and, on PostgreSQL, a transaction-level
+        advisory lock. Upserts are select-then-insert and grouping reads the leads it extends, so two
+        crawl processes (or machines) writing at once would otherwise race: both create the same
+        source or the same lead. Write transactions are short (one batch of pages), so the wait is too.
+        """
         with self._sessions() as session, session.begin():
-            session.connection(execution_options={WRITE_OPTION: True})
+            connection = session.connection(execution_options={WRITE_OPTION: True})
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_WRITE_LOCK})")
             yield session
 
     def dispose(self) -> None:
@@ -170,7 +180,22 @@ def create_db_engine(url: str | URL) -> Engine:
         raise _unavailable(parsed, first_line(error)) from error
     if parsed.get_backend_name() == "sqlite":
         _install_sqlite_hooks(engine)
+    elif parsed.get_backend_name() == "postgresql":
+        _install_postgresql_hooks(engine)
     return engine
+
+
+def _install_postgresql_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # JIT compilation costs more than it saves on xunjian's short queries (the daily list took
+        # 0.35-0.7 s with it, 0.25-0.3 s without).
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET jit = off")
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:

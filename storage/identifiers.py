@@ -39,6 +39,7 @@ KIND_NAMES = {
 
 # Dash-like characters NFKC leaves alone but people type inside phone numbers.
 _DASHES = str.maketrans({c: "-" for c in "‐‑‒–—―−"})
+_DASH_RUN = re.compile("[‐‑‒–—―−]")
 _CN_DIGITS = {**dict.fromkeys("零〇○", "0"), **dict.fromkeys("一幺壹", "1"), **dict.fromkeys("二两贰", "2"),
               **dict.fromkeys("三叁", "3"), **dict.fromkeys("四肆", "4"), **dict.fromkeys("五伍", "5"),
               **dict.fromkeys("六陆", "6"), **dict.fromkeys("七柒", "7"), **dict.fromkeys("八捌", "8"),
@@ -61,6 +62,7 @@ _WECHAT = re.compile(
     r"([A-Za-z][A-Za-z0-9_\-]{5,19})(?![A-Za-z0-9_\-])",
     re.IGNORECASE,
 )
+_QQ_WORDS = ("扣扣", "企鹅")
 _QQ = re.compile(r"(?:(?<![A-Za-z])qq|扣扣|企鹅)(?:号|群)?[ \t]*[:：]?[ \t]*([1-9]\d{4,10})(?!\d)", re.IGNORECASE)
 _USCC = re.compile(r"统一社会信用代码[ \t]*[:：]?[ \t]*([0-9A-HJ-NPQRTUWXY]{18})(?![0-9A-Z])", re.IGNORECASE)
 _LICENSE = re.compile(r"办学许可证(?:号|编号)?[ \t]*[:：]?[ \t]*([\u4e00-\u9fff]{0,4}\d{6,24})号?")
@@ -70,6 +72,8 @@ _NAME = re.compile(
     rf"[{_CJK}]{{2,12}}(?:教育科技有限公司|有限公司|培训学校|培训中心|学习中心|工作室|学校|中心)(?![园区])"
     rf"|[{_CJK}]{{2,10}}\([{_CJK}]{{2,8}}(?:校区|校區|分校)\)"
 )
+# Every _NAME match ends in one of these.
+_NAME_WORDS = ("公司", "学校", "中心", "工作室", "校区", "校區", "分校")
 # Words an ad puts in front of a name ("欢迎来到XX培训学校") that are not part of it.
 _NAME_LEADERS = ("欢迎来到", "欢迎加入", "欢迎咨询", "欢迎", "咨询", "联系", "来到", "报名", "加入", "选择",
                  "我们是", "这里是", "推荐", "本")
@@ -139,8 +143,64 @@ def _fold_chinese_digits(text: str) -> str:
     return _CN_RUN.sub(convert, text)
 
 
+def _bmp_nfkc_table() -> dict[int, str]:
+    """NFKC of every Basic Multilingual Plane character that NFKC changes, as a str.translate table."""
+    table = {}
+    for code in range(0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        folded = unicodedata.normalize("NFKC", char)
+        if folded != char:
+            table[code] = folded
+    return table
+
+
+_NFKC_TABLE: dict[int, str] | None = None
+_NFKC_CHANGED: re.Pattern[str] | None = None
+
+
+def _char_class(codes: list[int]) -> str:
+    """A regex character class for sorted code points, as ranges."""
+    ranges, start, prev = [], codes[0], codes[0]
+    for code in codes[1:] + [-1]:
+        if code != prev + 1:
+            ranges.append(re.escape(chr(start)) + (f"-{re.escape(chr(prev))}" if prev > start else ""))
+            start = code
+        prev = code
+    return "[" + "".join(ranges) + "]"
+# Where NFKC is more than a per-character mapping: combining marks (composition across characters),
+# Hangul jamo (which compose into syllables) and anything outside the BMP.
+_NFKC_CONTEXT = re.compile(
+    "[\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
+    "\u0900-\u0d7f\u0e31-\u0e4e\u0eb1-\u0ecd\u0f18-\u0fc6\u1000-\u11ff\u1ab0-\u1aff\u1b00-\u1b7f"
+    "\u1dc0-\u1dff\u20d0-\u20ff\u2cef-\u2cf1\u2d7f\u2de0-\u2dff\u302a-\u302f\u3099-\u309c"
+    "\u3130-\u318f\ua66f-\ua69f\ua6f0\ua6f1\ua800-\uabff\uac00-\ud7ff\ufb1e\ufe00-\ufe0f"
+    "\ufe20-\ufe2f\uff9e\uff9f\uffa0-\uffdc\U00010000-\U0010ffff]"
+)
+
+
+def _ascii_dashes(text: str) -> str:
+    # str.translate walks a long non-ASCII string one dict lookup per character; most have no dash.
+    return text.translate(_DASHES) if _DASH_RUN.search(text) else text
+
+
 def _width_fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).translate(_DASHES)
+    """NFKC (full-width forms, ideographic space, circled digits ...) with dashes made ASCII.
+
+    ``unicodedata.normalize`` takes milliseconds on a long Chinese page; text without combining
+    marks, Hangul or astral characters is folded with a per-character table instead, which gives
+    the same result."""
+    global _NFKC_TABLE, _NFKC_CHANGED
+    if text.isascii():
+        return text
+    if _NFKC_CONTEXT.search(text):
+        return _ascii_dashes(unicodedata.normalize("NFKC", text))
+    if _NFKC_TABLE is None:
+        _NFKC_TABLE = _bmp_nfkc_table()
+        _NFKC_CHANGED = re.compile(_char_class(sorted(_NFKC_TABLE)) + "+")
+    table = _NFKC_TABLE
+    return _ascii_dashes(_NFKC_CHANGED.sub(lambda m: "".join(table[ord(c)] for c in m.group()), text))
 
 
 def _normalise(text: str) -> str:
@@ -206,6 +266,8 @@ def _clean_name(name: str) -> str | None:
 
 def _names(text: str) -> list[str]:
     names: list[str] = []
+    if not _has(text, _NAME_WORDS):
+        return names
     for match in _NAME.finditer(text):
         name = _clean_name(match.group(0))
         if name is not None:
@@ -251,11 +313,23 @@ def _chunks(text: str, fields: dict[str, list[str]]) -> list[tuple[str, str, str
     """(normalised, width-folded, field label) for each field value, then the text."""
     pieces = [(raw, key.strip().lower()) for key, values in fields.items() for raw in values]
     pieces.append((text, ""))
-    return [(_normalise(raw), _width_fold(raw), label) for raw, label in pieces]
+    folded = [(_width_fold(raw), label) for raw, label in pieces]
+    return [(_fold_chinese_digits(wide), wide, label) for wide, label in folded]
 
 
 def extract_all(title: str, text: str, fields: dict[str, list[str]] | None = None) -> list[Identifier]:
     """Every identifier on a page, in order of first appearance, without duplicates."""
+    return extract_page(title, text, fields)[0]
+
+
+def _has(chunk: str, words: tuple[str, ...]) -> bool:
+    """Cheap substring gate: a pattern that needs one of ``words`` cannot match a chunk without them."""
+    return any(word in chunk for word in words)
+
+
+def extract_page(title: str, text: str,
+                 fields: dict[str, list[str]] | None = None) -> tuple[list[Identifier], Identifiers]:
+    """``extract_all`` and ``extract_identifiers(title + text, fields)`` from one normalisation pass."""
     found: dict[tuple[str, str], Identifier] = {}
 
     def add(kind: str, value: str, raw: str) -> None:
@@ -277,25 +351,31 @@ def extract_all(title: str, text: str, fields: dict[str, list[str]] | None = Non
             add("phone", number, raw)
         for match in _WECHAT.finditer(chunk):
             add("wechat", match.group(1).lower(), match.group(0))
-        for match in _QQ.finditer(chunk):
-            add("qq", match.group(1), match.group(0))
-        for match in _USCC.finditer(chunk):
-            add("uscc", match.group(1).upper(), match.group(0))
-        for match in _LICENSE.finditer(chunk):
-            add("license", match.group(1), match.group(0))
-        for match in _ADDRESS.finditer(chunk):
-            add("address", _CITY_PREFIX.sub("", match.group(0)), match.group(0))
-        for match in _PRICE.finditer(chunk):
-            label, amount, unit = match.groups()
-            value = f"{label if label == '原价' else ''}{amount}元" + (f"/{unit}" if unit else "")
-            add("price", value, match.group(0))
-        for match in _TEACHER.finditer(chunk):
-            teacher = match.group(1)[-2:] if match.group(1)[-2:-1] in _SURNAMES else match.group(1)[-1:]
-            if teacher[:1] in _SURNAMES:
-                add("teacher", f"{teacher}老师", match.group(0))
+        if _has(chunk, _QQ_WORDS) or "qq" in chunk.lower():
+            for match in _QQ.finditer(chunk):
+                add("qq", match.group(1), match.group(0))
+        if "统一社会信用代码" in chunk:
+            for match in _USCC.finditer(chunk):
+                add("uscc", match.group(1).upper(), match.group(0))
+        if "办学许可证" in chunk:
+            for match in _LICENSE.finditer(chunk):
+                add("license", match.group(1), match.group(0))
+        if "号" in chunk and ("区" in chunk or "县" in chunk):
+            for match in _ADDRESS.finditer(chunk):
+                add("address", _CITY_PREFIX.sub("", match.group(0)), match.group(0))
+        if "元" in chunk:
+            for match in _PRICE.finditer(chunk):
+                label, amount, unit = match.groups()
+                value = f"{label if label == '原价' else ''}{amount}元" + (f"/{unit}" if unit else "")
+                add("price", value, match.group(0))
+        if "老师" in chunk:
+            for match in _TEACHER.finditer(chunk):
+                teacher = match.group(1)[-2:] if match.group(1)[-2:-1] in _SURNAMES else match.group(1)[-1:]
+                if teacher[:1] in _SURNAMES:
+                    add("teacher", f"{teacher}老师", match.group(0))
     for number in ids.wechat:
         add("wechat", number, number)
-    return list(found.values())
+    return list(found.values()), ids
 
 
 @lru_cache(maxsize=1)

@@ -29,6 +29,7 @@ __all__ = [
     "KnownPage",
     "LeadView",
     "abandon_run",
+    "fail_run",
     "ensure_source",
     "finish_run",
     "known_pages",
@@ -312,6 +313,15 @@ def touch_pages(db: Database, seen: Iterable[tuple[str, datetime]]) -> int:
                 writer.touch_leads(page.last_snapshot_id, fetched_at)
             touched += 1
     return touched
+
+
+def fail_run(db: Database, run_id: int, reason: str, message: str) -> None:
+    """Mark run ``run_id`` failed (whatever end Scrapy recorded for it) and keep the one-line cause."""
+    with db.transaction() as session:
+        run = _run(session, run_id)
+        run.finished_at = run.finished_at or utcnow()
+        run.finish_reason = reason
+        run.stats = {**(run.stats or {}), "xunjian/failure": message}
 
 
 def abandon_run(db: Database, run_id: int, reason: str) -> bool:

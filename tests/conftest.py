@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,29 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
         timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@contextmanager
+def pg_schema_database(prefix: str) -> Iterator:
+    """A migrated xunjian Database in a fresh schema of $XUNJIAN_TEST_PG_URL, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from storage.db import open_database
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(os.environ["XUNJIAN_TEST_PG_URL"])
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(os.environ["XUNJIAN_TEST_PG_URL"]).update_query_dict({"options": f"-csearch_path={schema}"})
+    database = open_database(url.render_as_string(hide_password=False))
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

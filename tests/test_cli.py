@@ -66,6 +66,26 @@ def test_unreachable_start_url_one_line_exit_1(tmp_path):
     assert run[0] == "start_unreachable" and run[1] is not None  # the run is recorded whole, not half
 
 
+def test_crawler_that_fails_to_start_is_an_error_not_a_quiet_success(demo_site, tmp_path):
+    """A source whose crawler dies while opening (here: the database refuses the run record, as a full
+    disk would) must fail the command with one line, even though the other source crawled fine."""
+    db = tmp_path / "x.db"
+    assert run_cli("db", "upgrade", "--db", f"sqlite:///{db}").code == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TRIGGER refuse_news BEFORE INSERT ON crawl_runs "
+                     "WHEN (SELECT name FROM sources WHERE id = NEW.source_id) = 'news' "
+                     "BEGIN SELECT RAISE(ABORT, 'no room for news'); END")
+    env = {"XUNJIAN_DEMO_URL": demo_site.url, "XUNJIAN_DATA_DIR": str(tmp_path / "data")}
+    result = run_cli("crawl", "--sources", str(SOURCES_FILE), "--source", "huizhi", "--source", "news",
+                     "--db", f"sqlite:///{db}", env=env)
+    assert result.code == 1, result.out + result.err
+    errors = [ln for ln in result.err.splitlines() if ln.startswith("错误：")]
+    assert len(errors) == 1 and '来源 "news" 抓取出错' in errors[0] and "no room for news" in errors[0], result.err
+    with sqlite3.connect(db) as conn:
+        runs = dict(conn.execute("select s.name, r.finish_reason from crawl_runs r join sources s on s.id = r.source_id"))
+    assert runs == {"huizhi": "finished"}
+
+
 def test_unwritable_database_one_line_exit_1(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select, text
 
 from storage.db import Database, open_database
 from storage.identifiers import extract_all, is_generic_name, name_core
 from storage.models import AuditEvent, Finding, Lead, LeadIdentifier
 from storage.records import FindingRecord, PageRecord
 from storage.repository import list_leads, store_batch
+from tests.conftest import pg_schema_database
 
 PG_URL = os.environ.get("XUNJIAN_TEST_PG_URL")
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
@@ -39,19 +38,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         yield database
         database.dispose()
         return
-    schema = f"xunjian_leads_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    database = open_database(url.render_as_string(hide_password=False))
-    try:
+    with pg_schema_database("xunjian_leads") as database:
         yield database
-    finally:
-        database.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def finding(category: str = "banned_ad", severity: int = 3) -> FindingRecord:

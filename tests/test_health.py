@@ -70,13 +70,61 @@ def test_a_normal_run_is_healthy_and_limits_count_as_normal(db):
     assert result.healthy and result.label == "健康" and result.run.pages == 42
 
 
-@pytest.mark.parametrize("reason, words", [("start_unreachable", "起始网址无法访问"), ("shutdown", "被中止"),
-                                           ("exit_1", "退出码 1")])
+@pytest.mark.parametrize("reason, words", [("start_unreachable", "起始网址无法访问"), ("exit_1", "退出码 1")])
 def test_a_failed_last_run_is_unhealthy(db, reason, words):
     add_run(db, "a", "finished", 40)
     add_run(db, "a", reason, 0)
     result = health(db, "a")
     assert not result.healthy and result.label == "异常" and words in result.reason
+
+
+def test_a_stopped_run_is_healthy_resumable_or_not(db):
+    add_run(db, "a", "finished", 40)
+    add_run(db, "a", "shutdown", 3, stats={"xunjian/jobdir": 1})
+    result = health(db, "a")
+    assert result.healthy and result.label == "健康" and "断点继续" in result.reason
+    add_run(db, "b", "finished", 40)
+    add_run(db, "b", "shutdown", 3)  # a foreground crawl (no JOBDIR) stopped with Ctrl-C
+    result = health(db, "b")
+    assert result.healthy and "人工中止" in result.reason
+
+
+def test_three_stops_in_a_row_are_unhealthy(db):
+    add_run(db, "a", "finished", 40)
+    previous = 0
+    for count in range(1, 4):
+        stats = {"xunjian/jobdir": 1, **({"xunjian/resumed_from": previous} if previous else {})}
+        previous = add_run(db, "a", "shutdown", 5, stats=stats)
+        result = health(db, "a")
+        assert result.healthy == (count < 3), count
+    assert result.label == "异常" and "连续 3 次被中止" in result.reason
+    add_run(db, "a", "finished", 40)
+    assert health(db, "a").healthy
+
+
+def test_a_resumed_run_is_judged_with_the_runs_it_continues(db):
+    for _ in range(3):
+        add_run(db, "a", "finished", 100)
+    first = add_run(db, "a", "shutdown", 60, errors=4, stats={"xunjian/jobdir": 1})
+    second = add_run(db, "a", "shutdown", 30, errors=3, stats={"xunjian/jobdir": 1, "xunjian/resumed_from": first})
+    add_run(db, "a", "finished", 10, errors=5, stats={"xunjian/jobdir": 1, "xunjian/resumed_from": second})
+    # Alone, 10 pages against a median of 100 (and more errors than pages); with its chain: 100 and 12.
+    result = health(db, "a")
+    assert result.healthy, result.reason
+    assert result.run.pages == 10  # the run shown is still the last one
+    # The chain counts as one run of 100 pages in the history too, and the stops are not history.
+    add_run(db, "a", "finished", 48)
+    result = health(db, "a")
+    assert not result.healthy and "页面数骤降" in result.reason and "中位数 100 个" in result.reason
+
+
+def test_a_resumed_run_that_really_dropped_is_unhealthy(db):
+    for _ in range(3):
+        add_run(db, "a", "finished", 100)
+    first = add_run(db, "a", "shutdown", 20, stats={"xunjian/jobdir": 1})
+    add_run(db, "a", "finished", 10, stats={"xunjian/jobdir": 1, "xunjian/resumed_from": first})
+    result = health(db, "a")
+    assert not result.healthy and "页面数骤降：本次 30 个" in result.reason and "续抓" in result.reason
 
 
 def test_an_unfinished_run_is_unhealthy_unless_still_running(db):
@@ -192,3 +240,14 @@ def test_canary_fails_when_the_pipeline_stores_nothing(tmp_path, webhook):
                      env={"XUNJIAN_WEBHOOK_URL": url, "XUNJIAN_CRAWL_COMMAND": f"{sys.executable} {script}"})
     assert result.code == 1 and "没有被识别" in result.err
     assert len(received) == 1 and received[0]["body"]["details"]["found"] == 0
+
+
+def test_a_crawler_that_failed_after_opening_is_unhealthy_whatever_scrapy_recorded(db):
+    from storage.repository import fail_run
+
+    add_run(db, "a", "finished", 40)
+    run_id = add_run(db, "a", "shutdown", 0, stats={"xunjian/jobdir": 1})  # what Scrapy closes it with
+    assert health(db, "a").healthy
+    fail_run(db, run_id, "crawler_error", "IntegrityError: duplicate key")
+    result = health(db, "a")
+    assert not result.healthy and "抓取程序出错" in result.reason

@@ -95,6 +95,18 @@ def wait_for_fetches(log: Path, start: int, count: int, proc: subprocess.Popen) 
         time.sleep(0.1)
 
 
+def stop_midway(tmp: Path, site_url: str, log: Path) -> tuple[str, Path]:
+    """Start a crawl job, send it ONE SIGTERM after a few ad pages; (its stderr, the JOBDIR it kept)."""
+    start = log_length(log)
+    proc = start_job(tmp, site_url, 0.3)
+    wait_for_fetches(log, start, 6, proc)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 3, err
+    [kept] = [p for p in jobdir.source_jobs(tmp / "data", "board").iterdir() if p.name != jobdir.BROKEN]
+    return err, kept
+
+
 def contents(db_file: Path) -> dict:
     """What a crawl left in the database, in terms that do not depend on row ids or times."""
     db = open_database(f"sqlite:///{db_file}", upgrade=False)
@@ -154,16 +166,19 @@ def reference(site, tmp_path_factory):
 def test_sigterm_then_resume_equals_uninterrupted_run(site, reference, tmp_path):
     server, log = site
     start = log_length(log)
-    proc = start_job(tmp_path, server.url, 0.3)
-    wait_for_fetches(log, start, 6, proc)
-    proc.send_signal(signal.SIGTERM)
-    code, err = finish(proc)
-    assert code == 3, err
+    err, kept = stop_midway(tmp_path, server.url, log)
     assert "已中断" in err
-    [kept] = [p for p in jobdir.source_jobs(tmp_path / "data", "board").iterdir() if p.name != jobdir.BROKEN]
     assert jobdir.is_resumable(kept)
     partial = contents(tmp_path / "xunjian.db")
     assert 0 < len(partial["pages"]) < len(reference["pages"])
+    # The stopped run is recorded as resumable, so the source is not called 异常 for it.
+    from crawler.health import source_health
+
+    db = open_database(f"sqlite:///{tmp_path / 'xunjian.db'}", upgrade=False)
+    stopped = source_health(db, "board")
+    db.dispose()
+    assert stopped.run.finish_reason == "shutdown" and stopped.run.stats.get("xunjian/jobdir") == 1
+    assert stopped.healthy and "断点继续" in stopped.reason
 
     code, err = finish(start_job(tmp_path, server.url, 0.0))
     assert code == 0, err
@@ -174,9 +189,12 @@ def test_sigterm_then_resume_equals_uninterrupted_run(site, reference, tmp_path)
     assert not kept.exists()  # a finished run removes its JOBDIR
     db = open_database(f"sqlite:///{tmp_path / 'xunjian.db'}", upgrade=False)
     with db.session() as session:
-        reasons = [r.finish_reason for r in session.scalars(select(CrawlRun).order_by(CrawlRun.id))]
+        runs = list(session.scalars(select(CrawlRun).order_by(CrawlRun.id)))
+    resumed = source_health(db, "board")
     db.dispose()
-    assert reasons == ["shutdown", "finished"]
+    assert [r.finish_reason for r in runs] == ["shutdown", "finished"]
+    assert runs[1].stats["xunjian/resumed_from"] == runs[0].id and "xunjian/resumed_from" not in runs[0].stats
+    assert resumed.healthy and resumed.run.id == runs[1].id
 
 
 def test_sigkill_leaves_consistent_database_and_next_run_completes(site, reference, tmp_path):

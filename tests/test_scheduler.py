@@ -30,6 +30,7 @@ FAKE_CRAWL = textwrap.dedent("""
     def record(event):
         with open(log, "a") as f:
             f.write(json.dumps({"event": event, "source": source, "pid": os.getpid(),
+                                "redis_run": os.environ.get("XUNJIAN_REDIS_RUN"),
                                 "t": time.monotonic_ns()}) + "\\n")
     stop = []
     def on_term(signum, frame):
@@ -192,20 +193,32 @@ def _set_next_run(db_url: str, job_id: str, when: datetime) -> None:
     store.shutdown()
 
 
+def _latest_six_oclock() -> str:
+    now = datetime.now(SHANGHAI)
+    fire = now.replace(hour=6, minute=0, second=0, microsecond=0)
+    return (fire if fire <= now else fire - timedelta(days=1)).strftime("alpha@%Y%m%dT%H%M%z")
+
+
 def test_missed_runs_coalesce_into_one_catch_up_run(make_scheduler):
-    s = make_scheduler({"alpha": "0 6 * * *", "beta": "0 7 * * *"}).start()
+    # Redis mode (the fake crawl never connects): the catch-up run's label is the latest missed fire
+    # time, and the scheduler's label replaces the fixed one of its own environment.
+    env = {"XUNJIAN_REDIS_URL": "redis://127.0.0.1:9/0", "XUNJIAN_REDIS_RUN": "fixed-global"}
+    s = make_scheduler({"alpha": "0 6 * * *", "beta": "0 7 * * *"}, env).start()
     wait_for(lambda: "crawl:alpha" in s.jobs(), what="stored job")
     assert s.stop() == 0
     assert events(s.fake_log) == []
     # Three days of downtime: the 06:00 runs of three days were missed.
     three_days_ago = datetime.now(SHANGHAI).replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=3)
     _set_next_run(s.db_url, "crawl:alpha", three_days_ago)
+    labels = {_latest_six_oclock()}
     s.start()
     wait_for(lambda: any(e["event"] == "end" for e in events(s.fake_log)), what="catch-up run")
     wait_for(lambda: s.jobs()["crawl:alpha"] > datetime.now(SHANGHAI), what="next run in the future")
     assert s.stop() == 0
+    labels.add(_latest_six_oclock())  # in case 06:00 passed while the test ran
     starts = [e for e in events(s.fake_log) if e["event"] == "start"]
     assert [e["source"] for e in starts] == ["alpha"]
+    assert starts[0]["redis_run"] in labels
     assert "was missed" not in s.output()
 
 

@@ -31,6 +31,8 @@ URL_PREFIX = "XUNJIAN_DEMO_URL="
 
 class DemoServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 overflows when several crawlers (and chromium) connect at once.
+    request_queue_size = 128
 
     def __init__(self, host: str, port: int, *, verbose: bool = False, access_log: str | None = None):
         self.verbose = verbose
@@ -72,6 +74,9 @@ class DemoHandler(BaseHTTPRequestHandler):
     server: DemoServer
     server_version = "BinjiangWeb/1.0"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, a small page then waits for the
+    # client's delayed ACK (about 40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._respond(send_body=True)

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from scrapy import Request
 from w3lib.url import canonicalize_url
 
+CACHE_SIZE = 50_000
 DEFAULT_DROP = ("utm_*", "jsessionid", "phpsessid", "sid", "sessionid")
 _PATH_SESSION_RE = re.compile(r";(?:jsessionid|phpsessid|sessionid|sid)=[^/?#]*", re.I)
 
@@ -55,14 +56,25 @@ class CanonicalUrlMiddleware:
             settings.getint("XUNJIAN_URL_MAX_LENGTH", 1024),
             settings.getint("XUNJIAN_URL_MAX_PARAMS", 8),
         )
+        self._cache: dict[str, tuple[str, str | None]] = {}
 
     @classmethod
     def from_crawler(cls, crawler):
         return cls(crawler)
 
+    def _canonical(self, url: str) -> tuple[str, str | None]:
+        # Pages link to the same URLs over and over; parsing and rebuilding each one is most of the cost.
+        known = self._cache.get(url)
+        if known is None:
+            canonical = self.canonicalizer.canonical(url)
+            known = (canonical, self.canonicalizer.trap(canonical))
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[url] = known
+        return known
+
     def _rewrite(self, request: Request, spider) -> Request | None:
-        url = self.canonicalizer.canonical(request.url)
-        reason = self.canonicalizer.trap(url)
+        url, reason = self._canonical(request.url)
         if reason is not None:
             self.stats.inc_value(f"xunjian/traps/{reason}")
             if spider is not None:

@@ -11,6 +11,7 @@ and its other evidence are still stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -93,16 +94,30 @@ class EvidencePipeline:
         return item
 
     async def capture(self, item: PageItem) -> list[EvidenceRecord]:
-        records: list[EvidenceRecord] = []
         shot = await self.screenshot(item.url) if self.screenshots_enabled else None
         document = shot.document if shot is not None else None
-        self._put(records, item.url, warc_bytes(exchange_of(item), SOFTWARE, browser=document),
-                  kind="warc", ext=WARC_EXT, media_type=WARC_MEDIA_TYPE, captured_at=item.fetched_at)
-        if shot is not None:
-            self._put(records, item.url, shot.png, kind="screenshot", ext="png", media_type="image/png",
-                      captured_at=shot.captured_at)
-        self._put(records, item.url, item.text.encode("utf-8"),
-                  kind="text", ext="txt", media_type="text/plain; charset=utf-8", captured_at=item.fetched_at)
+        exchange = exchange_of(item)
+        text = item.text.encode("utf-8")
+
+        def write() -> list[tuple[str, EvidenceRecord | None, bool]]:
+            files = [self._put("warc", item.url, warc_bytes(exchange, SOFTWARE, browser=document),
+                               ext=WARC_EXT, media_type=WARC_MEDIA_TYPE, captured_at=item.fetched_at)]
+            if shot is not None:
+                files.append(self._put("screenshot", item.url, shot.png, ext="png", media_type="image/png",
+                                       captured_at=shot.captured_at))
+            files.append(self._put("text", item.url, text, ext="txt", media_type="text/plain; charset=utf-8",
+                                   captured_at=item.fetched_at))
+            return files
+
+        # Compressing the WARC and fsync-ing each file happen off the reactor thread, so the crawl
+        # goes on downloading and parsing while the disk catches up.
+        records: list[EvidenceRecord] = []
+        for kind, record, written in await asyncio.to_thread(write):
+            if record is None:
+                self.stats.inc_value(f"{STATS}/failed/{kind}")
+                continue
+            self.stats.inc_value(f"{STATS}/{'files' if written else 'reused'}/{kind}")
+            records.append(record)
         return records
 
     async def screenshot(self, url: str) -> BrowserCapture | None:
@@ -113,16 +128,14 @@ class EvidencePipeline:
             logger.warning("%s", error)
             return None
 
-    def _put(self, records: list[EvidenceRecord], url: str, data: bytes, **kwargs) -> None:
-        kind = kwargs["kind"]
+    def _put(self, kind: str, url: str, data: bytes, **kwargs) -> tuple[str, EvidenceRecord | None, bool]:
+        """Write one file (runs in a worker thread); (kind, record or None on failure, newly written)."""
         try:
-            record, written = self.store.put(data, **kwargs)
+            record, written = self.store.put(data, kind=kind, **kwargs)
         except StorageError as error:
-            self.stats.inc_value(f"{STATS}/failed/{kind}")
             logger.error("evidence %s for %s not saved: %s", kind, url, error)
-            return
-        self.stats.inc_value(f"{STATS}/{'files' if written else 'reused'}/{kind}")
-        records.append(record)
+            return kind, None, False
+        return kind, record, written
 
     async def close_spider(self) -> None:
         await self.screenshots.close()

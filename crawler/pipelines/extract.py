@@ -6,10 +6,11 @@ headers, footers), so detection sees what the page says rather than what every p
 
 from __future__ import annotations
 
+import copy
 import re
+from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-import lxml.html
 from lxml import etree
 from parsel import Selector
 
@@ -27,58 +28,72 @@ _LINES_RE = re.compile(r"\n\s*\n+")
 
 
 def _is_chrome(el) -> bool:
-    if el.tag in DROP_TAGS:
-        return True
+    """Site chrome marked by role or by class/id (the tags in DROP_TAGS are stripped by name)."""
     if el.get("role") == "navigation":
         return True
     ident = f"{el.get('class', '')} {el.get('id', '')}"
     return bool(ident.strip()) and bool(CHROME_RE.search(ident))
 
 
-def _text_of(root) -> str:
-    parts: list[str] = []
+_MARKED = etree.XPath(".//*[@class or @id or @role]")
+# libxml2's HTML parser with plain elements: lxml.html's HtmlElement classes are looked up in Python
+# for every element touched, which costs more than the extraction itself.
+_PARSER = etree.HTMLParser()
 
-    def walk(el) -> None:
-        for child in el:
-            tag = child.tag if isinstance(child.tag, str) else ""
-            if not tag:  # comments, processing instructions
-                if child.tail:
-                    parts.append(child.tail)
-                continue
-            if _is_chrome(child):
-                if child.tail:
-                    parts.append(child.tail)
-                continue
-            block = tag in BLOCK_TAGS
-            if block:
-                parts.append("\n")
-            if child.text:
-                parts.append(child.text)
-            walk(child)
-            if block:
-                parts.append("\n")
-            if child.tail:
-                parts.append(child.tail)
 
-    if root.text:
-        parts.append(root.text)
-    walk(root)
-    text = _SPACE_RE.sub(" ", "".join(parts))
+def _drop(node) -> None:
+    """Remove ``node`` and its subtree, keeping its tail text where it was."""
+    parent = node.getparent()
+    if parent is None:
+        return
+    if node.tail:
+        previous = node.getprevious()
+        if previous is None:
+            parent.text = (parent.text or "") + node.tail
+        else:
+            previous.tail = (previous.tail or "") + node.tail
+    parent.remove(node)
+
+
+def _text_of(el, *, in_place: bool = False) -> str:
+    """The visible text under ``el``: chrome dropped, one line per block element.
+
+    All the per-node work runs inside libxml2: the chrome is cut out of the tree (a copy, unless
+    ``in_place``), each block element gets a line break before its text and after its end, and the
+    tree is serialised as text. Comments and processing instructions contribute their tails only.
+    """
+    if not in_place:
+        el = copy.deepcopy(el)
+    etree.strip_elements(el, *DROP_TAGS, with_tail=False)  # never removes ``el`` itself
+    for node in _MARKED(el):
+        if _is_chrome(node):
+            _drop(node)
+    for node in el.iter(*BLOCK_TAGS):
+        if node is not el:
+            node.text = "\n" + (node.text or "")
+            node.tail = "\n" + (node.tail or "")
+    text = etree.tostring(el, method="text", encoding="unicode", with_tail=False)
+    text = _SPACE_RE.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     return _LINES_RE.sub("\n", text).strip()
 
 
-def clean_text(html: str) -> tuple[str, str]:
-    """Return (title, text) of an HTML document."""
+@dataclass
+class Extracted:
+    title: str = ""
+    text: str = ""
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    image_urls: list[str] = field(default_factory=list)
+
+
+def _parse(html: str):
     if not html.strip():
-        return "", ""
+        return None
     try:
-        doc = lxml.html.document_fromstring(html)
+        doc = etree.fromstring(html, _PARSER)
     except (etree.ParserError, ValueError):
-        return "", ""
-    title = " ".join((doc.findtext(".//title") or "").split())
-    body = doc.find("body")
-    return title, _text_of(body if body is not None else doc)
+        return None
+    return doc
 
 
 def _node_text(node) -> str:
@@ -87,23 +102,47 @@ def _node_text(node) -> str:
     return _text_of(node.root)
 
 
-def selector_fields(html: str, selectors: dict[str, str]) -> dict[str, list[str]]:
-    if not selectors:
-        return {}
-    sel = Selector(text=html)
+def _fields(doc, selectors: dict[str, str]) -> dict[str, list[str]]:
+    sel = Selector(root=doc, type="html")
     fields: dict[str, list[str]] = {}
     for key, query in selectors.items():
         if key in ("next_page", "detail_link"):
             continue
-        values = [v for v in (_node_text(node) for node in selector_query(sel, query)) if v]
-        fields[key] = values
+        fields[key] = [v for v in (_node_text(node) for node in selector_query(sel, query)) if v]
     return fields
 
 
-def image_urls(html: str, base_url: str) -> list[str]:
-    sel = Selector(text=html)
-    urls = [urljoin(base_url, src.strip()) for src in sel.xpath("//img/@src").getall() if src.strip()]
+def _images(doc, base_url: str) -> list[str]:
+    urls = [urljoin(base_url, src.strip()) for src in doc.xpath("//img/@src") if src.strip()]
     return list(dict.fromkeys(u for u in urls if not u.startswith("data:")))
+
+
+def extract(html: str, selectors: dict[str, str] | None = None, base_url: str = "") -> Extracted:
+    """Title, clean text, selector fields and image URLs of a document, from one parse."""
+    doc = _parse(html)
+    if doc is None:
+        return Extracted(fields={k: [] for k in (selectors or {}) if k not in ("next_page", "detail_link")})
+    result = Extracted(title=" ".join((doc.findtext(".//title") or "").split()))
+    if selectors:
+        result.fields = _fields(doc, selectors)
+    result.image_urls = _images(doc, base_url)
+    body = doc.find("body")
+    result.text = _text_of(body if body is not None else doc, in_place=True)  # last: it edits the tree
+    return result
+
+
+def clean_text(html: str) -> tuple[str, str]:
+    """Return (title, text) of an HTML document."""
+    result = extract(html)
+    return result.title, result.text
+
+
+def selector_fields(html: str, selectors: dict[str, str]) -> dict[str, list[str]]:
+    return extract(html, selectors).fields if selectors else {}
+
+
+def image_urls(html: str, base_url: str) -> list[str]:
+    return extract(html, None, base_url).image_urls
 
 
 class ExtractPipeline:
@@ -115,8 +154,8 @@ class ExtractPipeline:
         return cls(crawler)
 
     def process_item(self, item: PageItem, spider=None) -> PageItem:
-        title, text = clean_text(item.html)
-        fields = selector_fields(item.html, item.selectors)
+        extracted = extract(item.html, item.selectors, item.url)
+        title, text, fields = extracted.title, extracted.text, extracted.fields
         item.title = (fields.get("title") or [title])[0] if fields.get("title") else title
         if fields.get("body"):
             # A source with a body selector names the part of the page that is the ad itself.
@@ -130,6 +169,6 @@ class ExtractPipeline:
             if key in item.selectors and not fields.get(key):
                 self.stats.inc_value(f"xunjian/selectors/{key}_empty")
         item.fields = fields
-        item.image_urls = image_urls(item.html, item.url)
+        item.image_urls = extracted.image_urls
         self.stats.inc_value("xunjian/extracted")
         return item

@@ -67,11 +67,16 @@ class StorePipeline:
         source = spider.source
         self.run_id = start_run(self.db, source.name, source.kind, source.as_config())
         self.stats.set_value("xunjian/run_id", self.run_id)
-        jobdir = self.crawler.settings.get("JOBDIR")
-        if jobdir:  # so the next run can close this one's record if this process dies
+        settings = self.crawler.settings
+        resumed = settings.getint("XUNJIAN_RESUMED_RUN", 0)
+        if resumed:  # health judges a resumed run together with the runs it continues
+            self.stats.set_value("xunjian/resumed_from", resumed)
+        jobdir = settings.get("JOBDIR")
+        if jobdir:  # a "shutdown" of this run is resumable by the next one
             from crawler.jobdir import record_run
 
-            record_run(jobdir, self.run_id)
+            self.stats.set_value("xunjian/jobdir", 1)
+            record_run(jobdir, self.run_id)  # so the next run can close this one's record if this process dies
 
     def process_item(self, item: PageItem, spider=None) -> PageItem:
         self.buffer.append(to_record(item))
@@ -94,6 +99,8 @@ class StorePipeline:
 
     def spider_closed(self, spider, reason: str) -> None:
         """Record the run once Scrapy knows why it ended (after the last flush)."""
+        if self.run_id is None:  # the spider never opened (start_run itself failed): nothing to record
+            return
         self.flush()
         stats = self.stats.get_stats()
         if stats.get("xunjian/start_unreachable"):
