@@ -165,6 +165,8 @@ class StatsDump:
             "gc": self.gc_seconds,
             "reason": reason,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # The script runs as __main__; Scrapy imports this extension as crawl_bench: two module copies.
+            "stages": dict(getattr(sys.modules["__main__"], "STAGE_CPU", STAGE_CPU)),
         }
         print("RESULT " + json.dumps(result), flush=True)
 
@@ -197,6 +199,34 @@ def run_bare(url: str, pages: int) -> None:
     process.start()
 
 
+STAGE_CPU: dict[str, float] = {}
+
+
+def _time_stages() -> None:
+    """Wrap the pipelines' and the spider's per-page steps so the run reports CPU seconds per stage."""
+    import functools
+
+    from crawler.pipelines.detect import DetectPipeline
+    from crawler.pipelines.extract import ExtractPipeline
+    from crawler.pipelines.store import StorePipeline
+    from spiders.base import SourceSpider
+
+    def timed(name, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                STAGE_CPU[name] = STAGE_CPU.get(name, 0.0) + time.process_time() - start
+        return wrapper
+
+    for name, owner, attr in (("page_item", SourceSpider, "page_item"), ("extract", ExtractPipeline, "process_item"),
+                              ("detect", DetectPipeline, "process_item"), ("store", StorePipeline, "process_item"),
+                              ("store_close", StorePipeline, "spider_closed")):
+        setattr(owner, attr, timed(name, getattr(owner, attr)))
+
+
 def run_full(url: str, pages: int, workdir: str, freeze: bool) -> None:
     from crawler import settings as project_settings
     from crawler.runner import run_crawl
@@ -212,6 +242,7 @@ def run_full(url: str, pages: int, workdir: str, freeze: bool) -> None:
     overrides = {**BASE_SETTINGS, "EXTENSIONS": extensions, "XUNJIAN_SCREENSHOTS": False, "XUNJIAN_GC_FREEZE": freeze,
                  "XUNJIAN_DATA_DIR": str(Path(workdir) / "data"), "LOG_LEVEL": "WARNING"}
     db = os.environ.get("XUNJIAN_BENCH_DB") or f"sqlite:///{Path(workdir) / 'bench.db'}"
+    _time_stages()
     run_crawl(load_sources(toml), db, log_file=Path(workdir) / f"crawl-{os.getpid()}.log",
               overrides=overrides, show_progress=False)
 
@@ -277,7 +308,8 @@ def bench_size(size: str, pages: int, redis_url: str | None) -> list[dict]:
             cpu_rate = result["responses"] / result["cpu"] if result["cpu"] else 0.0
             rows.append({"size": size, "mode": name, "pages": result["responses"], "seconds": result["seconds"],
                          "rate": rate, "cpu_rate": cpu_rate, "gc_share": result["gc"] / (result["cpu"] or 1),
-                         "rss_mb": result["rss_mb"], "procs": procs})
+                         "rss_mb": result["rss_mb"], "procs": procs, "cpu": result["cpu"],
+                         "stages": result.get("stages") or {}})
 
         row("bare", crawl("bare", url, pages, 0))
         for freeze in (False, True):
@@ -311,6 +343,12 @@ def report(rows: list[dict]) -> None:
         cpu_ratio = r["cpu_rate"] / bare["cpu_rate"] if bare["cpu_rate"] else 0.0
         print(f"{r['size']:<8}{r['mode']:<22}{r['pages']:>8}{r['seconds']:>9.1f}{r['rate']:>10.1f}{ratio:>10.0%}"
               f"{r['cpu_rate']:>12.1f}{cpu_ratio:>10.0%}{r['gc_share']:>11.0%}{r['rss_mb']:>14.0f}")
+    print("每页 CPU 毫秒（单进程）：")
+    for r in rows:
+        if r["procs"] == 1 and r["pages"]:
+            parts = [f"合计 {r['cpu'] / r['pages'] * 1000:.2f}"]
+            parts += [f"{k} {v / r['pages'] * 1000:.2f}" for k, v in r["stages"].items()]
+            print(f"  {r['size']:<6} {r['mode']:<20} " + "  ".join(parts))
     sys.stdout.flush()
 
 

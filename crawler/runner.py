@@ -188,5 +188,8 @@ def _freeze_gc_after_startup(crawler) -> None:
     def on_opened(spider):
         gc.collect()
         gc.freeze()
+        threshold = crawler.settings.getint("XUNJIAN_GC_THRESHOLD", 0)
+        if threshold:
+            gc.set_threshold(threshold, *gc.get_threshold()[1:])
 
     crawler.signals.connect(on_opened, signal=signals.spider_opened, weak=False)

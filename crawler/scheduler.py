@@ -28,9 +28,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from math import floor
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -39,6 +37,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from crawler.crawl_process import CHILDREN, EXIT_NOT_STARTED, spawn_crawl
+from crawler.fire_label import run_label
 from crawler.sources import Source, SourcesError, find_source, load_sources
 
 log = logging.getLogger("xunjian.scheduler")
@@ -127,47 +126,6 @@ def is_running(data_dir: Path, name: str) -> bool:
         return True
     lock.close()
     return False
-
-
-# --- the Redis run label: one per scheduled fire time ------------------------------------------------
-
-LABEL_LOOKBACKS = (3600.0, 86400.0)  # then the misfire grace
-
-
-def last_fire_time(trigger, now: datetime, misfire_grace: float) -> datetime | None:
-    """The trigger's latest fire time at or before ``now`` within ``misfire_grace`` seconds, else None."""
-    if isinstance(trigger, IntervalTrigger):
-        if trigger.start_date > now:
-            return None
-        steps = floor((now.timestamp() - trigger.start_date.timestamp()) / trigger.interval_length)
-        fire = datetime.fromtimestamp(trigger.start_date.timestamp() + steps * trigger.interval_length,
-                                      tz=trigger.timezone)
-        return fire if fire <= now else fire - trigger.interval
-    for seconds in sorted({*LABEL_LOOKBACKS, max(float(misfire_grace), 0.0)}):
-        fire = trigger.get_next_fire_time(None, now - timedelta(seconds=seconds))
-        if fire is None or fire > now:
-            continue  # nothing in this window: look further back
-        while True:
-            following = trigger.get_next_fire_time(fire, now)
-            if following is None or following > now:
-                return fire
-            fire = following
-    return None
-
-
-def run_label(name: str, trigger, now: datetime, misfire_grace: float) -> str:
-    """``<source>@<fire time>``: the same on every machine that fires the same schedule."""
-    fire = last_fire_time(trigger, now, misfire_grace) if trigger is not None else None
-    if fire is None:  # not a scheduled fire (or one beyond the grace): a label of its own
-        log.warning("来源 %s 找不到本次抓取对应的计划时间，Redis 运行标签改用当前时间", name)
-        fire = now
-    fire = fire.astimezone(ZoneInfo(TZ))
-    stamp = fire.strftime("%Y%m%dT%H%M")
-    if fire.second or fire.microsecond:
-        stamp += fire.strftime("%S")
-    if fire.microsecond:
-        stamp += fire.strftime(".%f")
-    return f"{name}@{stamp}{fire.strftime('%z')}"
 
 
 def _job_trigger(source: Source, ctx: Context):

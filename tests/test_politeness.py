@@ -244,7 +244,11 @@ def test_page_limit_closes_the_run(logged_demo, tmp_path):
     assert result.returncode == 0, result.stderr
     [run] = runs(tmp_path)
     assert run.finish_reason == "closespider_pagecount"
-    assert run.stats["response_received_count"] < 12
+    # Requests already handed to the downloader (at most CONCURRENT_REQUESTS) still complete once the
+    # limit is reached, and robots.txt counts too; the whole board is over 50 responses.
+    from crawler.settings import CONCURRENT_REQUESTS
+
+    assert run.stats["response_received_count"] <= 4 + CONCURRENT_REQUESTS + 1
 
 
 def test_time_limit_closes_the_run(logged_demo, tmp_path):

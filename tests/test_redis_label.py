@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from crawler import jobdir
-from crawler.scheduler import last_fire_time, run_label
+from crawler.fire_label import last_fire_time, run_label
 from tests.test_resume import (  # noqa: F401 - site and reference are fixtures
     ad_fetches, finish, log_length, reference, site, start_job, stop_midway)
 from tests.test_scheduler import events, make_scheduler, wait_for  # noqa: F401 - make_scheduler is a fixture
