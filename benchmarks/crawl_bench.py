@@ -1,9 +1,10 @@
 """Crawl throughput: bare Scrapy vs. the full xunjian pipeline vs. two processes on a Redis frontier.
 
-    .venv/bin/python benchmarks/crawl_bench.py [--pages 5000] [--sizes small,large] [--no-redis]
+    .venv/bin/python benchmarks/crawl_bench.py [--pages 5000] [--sizes small,large,markup] [--no-redis]
 
-Generates a linked site of Chinese ad-like pages (small ~3 KB, large ~30 KB; some pages carry
-violations so detection and storage have real work) served by a threaded HTTP server in its own
+Generates a linked site of Chinese ad-like pages (small ~3 KB of text; large ~30 KB that is nearly all
+text, the worst case; markup ~30 KB shaped like a real classifieds page, navigation, sidebar, scripts and
+styles around ~3 KB of ad text; one page in ten carries violations so detection and storage have work) served by a threaded HTTP server in its own
 process on 127.0.0.1, then crawls it the whole way:
 
 * bare   -- a minimal Scrapy spider following every link; no pipelines, same concurrency;
@@ -34,7 +35,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZES = {"small": 3_000, "large": 30_000}
+# name -> (page size in bytes, share of it that is visible text). "large" is the worst case for
+# extraction and detection (a 30 KB page that is nearly all text); "markup" is a 30 KB page shaped like
+# a real classifieds page: navigation, sidebars, scripts and styles around a few KB of ad text.
+SIZES = {"small": (3_000, 1.0), "large": (30_000, 1.0), "markup": (30_000, 0.12)}
 
 PHRASES = [
     "本周末社区广场有二手家具市集，欢迎街坊选购。",
@@ -62,16 +66,40 @@ def page_links(i: int, pages: int) -> list[int]:
     return [j for j in out if j < pages]
 
 
-def render_page(i: int, pages: int, size: int) -> bytes:
+CATEGORIES = ["二手市场", "房屋租售", "招聘求职", "生活服务", "教育培训", "宠物", "车辆买卖", "本地商家"]
+
+
+def _chrome(i: int, rng: random.Random, budget: int) -> tuple[str, str]:
+    """Site chrome of about ``budget`` bytes: (before the ad, after it)."""
+    nav = "".join(f'<li class="nav-item"><a class="nav-link" href="/p/{k}.html">{c}</a></li>'
+                  for k, c in enumerate(CATEGORIES))
+    script = "var cfg={" + ",".join(f'"k{k}":"{rng.random():.12f}"' for k in range(40)) + "};"
+    style = "".join(f".c{k}{{margin:{k % 7}px;padding:{k % 5}px;color:#{k * 2654435 % 0xFFFFFF:06x}}}" for k in range(60))
+    before = (f'<style>{style}</style><script>{script}</script><header class="site-header"><div class="logo">'
+              f'<a href="/p/0.html">滨江分类信息网</a></div><nav class="main-nav"><ul>{nav}</ul></nav></header>'
+              f'<div class="breadcrumb"><a href="/p/0.html">首页</a> &gt; <a href="/p/{i % 8}.html">分类</a></div>'
+              f'<div class="layout"><main class="content">')
+    side = []
+    while len("".join(side).encode()) + len(before.encode()) < budget:
+        k = rng.randrange(8)
+        side.append(f'<li class="side-item c{k}"><a href="/p/{k}.html" title="{CATEGORIES[k]}">'
+                    f'{CATEGORIES[k]}热门信息</a><span class="count">{rng.randrange(999)}</span></li>')
+    after = (f'</main><aside class="sidebar"><ul>{"".join(side)}</ul></aside></div>'
+             f'<footer class="site-footer"><p class="copyright">© 2026 滨江分类信息网 版权所有</p></footer>')
+    return before, after
+
+
+def render_page(i: int, pages: int, size: int, text_share: float = 1.0) -> bytes:
     rng = random.Random(i)
     title = f"第{i}号广告 · {rng.choice(PHRASES)[:10]}"
     parts = []
     if i % 10 == 3:  # one page in ten carries a violation
         parts.append(VIOLATIONS[i % len(VIOLATIONS)])
     links = "".join(f'<li><a href="/p/{j}.html">相关信息 {j}</a></li>' for j in page_links(i, pages))
+    chrome_before, chrome_after = _chrome(i, rng, int(size * (1 - text_share))) if text_share < 1 else ("", "")
     head = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{title}</title></head>'
-            f'<body><h1>{title}</h1><div class="ad-body">')
-    tail = f'</div><p class="contact">联系电话：138{i:08d}</p><ul>{links}</ul></body></html>'
+            f'<body>{chrome_before}<h1>{title}</h1><div class="ad-body">')
+    tail = f'</div><p class="contact">联系电话：138{i:08d}</p><ul>{links}</ul>{chrome_after}</body></html>'
     used = len(head.encode()) + len(tail.encode())
     while used < size:
         phrase = rng.choice(PHRASES)
@@ -80,7 +108,7 @@ def render_page(i: int, pages: int, size: int) -> bytes:
     return (head + "".join(f"<p>{p}</p>" for p in parts) + tail).encode()
 
 
-def serve(pages: int, size: int) -> None:
+def serve(pages: int, size: int, text_share: float = 1.0) -> None:
     cache: dict[int, bytes] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -99,7 +127,7 @@ def serve(pages: int, size: int) -> None:
                     i = -1
                 if 0 <= i < pages:
                     if i not in cache:
-                        cache[i] = render_page(i, pages, size)
+                        cache[i] = render_page(i, pages, size, text_share)
                     body, status = cache[i], 200
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -357,13 +385,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "serve", "bare", "full"])
     parser.add_argument("--pages", type=int, default=5000)
     parser.add_argument("--size", default="small", choices=sorted(SIZES))
-    parser.add_argument("--sizes", default="small,large")
+    parser.add_argument("--sizes", default="small,large,markup")
     parser.add_argument("--url", default="")
     parser.add_argument("--workdir", default="")
     parser.add_argument("--no-redis", action="store_true")
     args = parser.parse_args(argv)
     if args.mode == "serve":
-        return serve(args.pages, SIZES[args.size])
+        return serve(args.pages, *SIZES[args.size])
     if args.mode == "bare":
         return run_bare(args.url, args.pages)
     if args.mode == "full":

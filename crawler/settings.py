@@ -121,9 +121,9 @@ FEED_EXPORT_ENCODING = "utf-8"
 # with benchmarks/crawl_bench.py.
 XUNJIAN_GC_FREEZE = True
 # With the start-up heap frozen, a crawl's young objects are nearly all short-lived and acyclic: a
-# first-generation threshold of 10,000 allocations (Python's default is 700) cuts the collector's share
-# of the crawl's CPU from about 8 % to 2-3 %, for more memory (garbage with cycles waits longer; see
-# benchmarks/crawl_bench.py for peak RSS). 0 keeps Python's default.
+# first-generation threshold of 10,000 allocations (Python's default is 700; the older generations are
+# then collected every 2 young collections) cuts the collector's share of the crawl's CPU from about
+# 8 % to 2-3 %, for some memory (see benchmarks/crawl_bench.py for peak RSS). 0 keeps Python's default.
 XUNJIAN_GC_THRESHOLD = 10_000
 
 # --- scale-out: with XUNJIAN_REDIS_URL set, crawl processes share one frontier in Redis -----------
