@@ -36,6 +36,8 @@ class Engine:
         self._report_ids = (ids["g_report"], ids["g_report_strong"], ids["g_policy"])
         self._compiled = [(rule, frozenset(rule.audience), self._compile(rule)) for rule in self.ruleset.rules]
         self._suppressors = [(r.id, frozenset(r.unless_category)) for r in self.ruleset.rules if r.unless_category]
+        # Lexicons some rule is anchored on: a document with none of them can have no finding.
+        self._anchor_ids = tuple(sorted({i for _, _, compiled in self._compiled for i in compiled[0]}))
 
     @property
     def rules(self) -> list[Rule]:
@@ -51,26 +53,34 @@ class Engine:
                 conds(rule.unless_near), conds(rule.unless_doc),
                 tuple((conds(cs), sev) for cs, sev in rule.escalate))
 
-    def detect(self, text: str, title: str | None = None, url: str | None = None) -> DocumentResult:
-        """Findings for one document; ``title`` and ``url`` only inform the gate."""
+    def detect(self, text: str, title: str | None = None, url: str | None = None, *,
+               gate: bool = True) -> DocumentResult:
+        """Findings for one document; ``title`` and ``url`` only inform the gate.
+
+        With ``gate=False`` a document that no rule can fire on (no anchor term at all) skips the gate,
+        and its result carries a placeholder verdict (register ``"no_anchor"``): the crawler wants the
+        findings only, the ``detect`` command and the tests want the gate's view too."""
         # Detection allocates many small tuples but never a reference cycle: pausing the cyclic
         # collector meanwhile avoids full collections over the host process's (the crawler's) heap.
         paused = gc.isenabled()
         if paused:
             gc.disable()
         try:
-            return self._detect(text, title, url)
+            return self._detect(text, title, url, gate)
         finally:
             if paused:
                 gc.enable()
 
-    def _detect(self, text: str, title: str | None, url: str | None) -> DocumentResult:
+    def _detect(self, text: str, title: str | None, url: str | None, gate: bool = True) -> DocumentResult:
         if not isinstance(text, str):
             raise TypeError(f"detect() 需要 str 文本，收到 {type(text).__name__}")
         if not text.strip():
             return DocumentResult([], [], 0.0, self.rules_version, GateVerdict(False, (), "empty", ("空文本",)))
         norm = self.normalizer.normalize(text)
         found = self.index.scan(norm)
+        if not gate and not found.any_of(self._anchor_ids):
+            return DocumentResult([], [], 0.0, self.rules_version,
+                                  GateVerdict(False, (), "no_anchor", ("没有任何规则的触发词",)))
         title_counts = None
         if title:
             title_counts = self.gate.counts(self.index.scan(self.normalizer.normalize(title).text))

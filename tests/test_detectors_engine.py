@@ -286,3 +286,18 @@ def test_trigger_prefixed_regexes_tried_at_trigger_starts_find_what_a_scan_finds
                 assert got == scanned, (pattern.pattern, text[:60])
             found_any += bool(got)
     assert found_any >= 5
+
+
+def test_skipping_the_gate_changes_no_finding_on_the_corpus(engine):
+    """The crawler calls detect(gate=False): documents no rule is anchored on skip the gate, nothing else."""
+    docs = [doc for path in sorted((Path(__file__).parent / "corpus").glob("*.jsonl")) for doc in load_corpus(path)]
+    skipped = 0
+    for doc in docs:
+        full = engine.detect(doc.text, title=doc.title, url=doc.url)
+        fast = engine.detect(doc.text, title=doc.title, url=doc.url, gate=False)
+        assert [f.to_dict() for f in fast.findings] == [f.to_dict() for f in full.findings], doc.id
+        assert (fast.categories, fast.score) == (full.categories, full.score), doc.id
+        skipped += fast.gate.register == "no_anchor"
+    assert 0 < skipped < len(docs)  # the shortcut is taken, and not for everything
+    plain = engine.detect("本周末社区广场有二手家具市集，欢迎街坊选购。", gate=False)
+    assert plain.findings == [] and plain.gate.register == "no_anchor" and not plain.promotional

@@ -16,7 +16,7 @@ class DetectPipeline:
         return cls(crawler)
 
     def process_item(self, item: PageItem, spider=None) -> PageItem:
-        result = self.engine.detect(item.text, title=item.title, url=item.url)
+        result = self.engine.detect(item.text, title=item.title, url=item.url, gate=False)
         item.categories = list(result.categories)
         item.score = float(result.score)
         item.rules_version = result.rules_version
