@@ -38,26 +38,35 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
 
 
 @contextmanager
-def pg_schema_database(prefix: str) -> Iterator:
-    """A migrated xunjian Database in a fresh schema of $XUNJIAN_TEST_PG_URL, dropped afterwards."""
+def pg_schema_url(prefix: str) -> Iterator[str]:
+    """The URL of a fresh schema in $XUNJIAN_TEST_PG_URL's database (search_path set), dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
-
-    from storage.db import open_database
 
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(os.environ["XUNJIAN_TEST_PG_URL"])
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = make_url(os.environ["XUNJIAN_TEST_PG_URL"]).update_query_dict({"options": f"-csearch_path={schema}"})
-    database = open_database(url.render_as_string(hide_password=False))
     try:
-        yield database
+        yield url.render_as_string(hide_password=False)
     finally:
-        database.dispose()
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextmanager
+def pg_schema_database(prefix: str) -> Iterator:
+    """A migrated xunjian Database in a fresh schema of $XUNJIAN_TEST_PG_URL, dropped afterwards."""
+    from storage.db import open_database
+
+    with pg_schema_url(prefix) as url:
+        database = open_database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 @pytest.fixture(scope="session")

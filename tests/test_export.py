@@ -13,7 +13,6 @@ import io
 import json
 import os
 import struct
-import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from crawler.evidence.wacz import build_wacz
 from crawler.evidence.warc import HttpExchange, warc_bytes
@@ -35,7 +34,7 @@ from storage.models import AuditEvent, Lead
 from storage.records import FindingRecord, PageRecord
 from storage.repository import store_batch
 from storage.workflow import review
-from tests.conftest import run_cli
+from tests.conftest import pg_schema_url, run_cli
 
 PG_URL = os.environ.get("XUNJIAN_TEST_PG_URL")
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # 10:00 on 2 March in Shanghai
@@ -54,19 +53,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'xunjian.db'}"
         return
-    from sqlalchemy.engine import make_url
-
-    schema = f"xunjian_export_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema_url("xunjian_export") as url:
+        yield url
 
 
 def png(width: int, height: int, shade: int) -> bytes:

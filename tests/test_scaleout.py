@@ -15,13 +15,14 @@ import sys
 import tomllib
 import uuid
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from crawler.demo import SOURCES_FILE
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, pg_schema_url, run_cli
 
 REDIS_URL = os.environ.get("XUNJIAN_TEST_REDIS_URL")
 PG_URL = os.environ.get("XUNJIAN_TEST_PG_URL")
@@ -34,24 +35,6 @@ needs_services = pytest.mark.skipif(
 # The demo's sources that need no browser (rendering is not what scale-out is about).
 PLAIN_SOURCES = [s["name"] for s in tomllib.loads(SOURCES_FILE.read_text(encoding="utf-8"))["source"]
                  if not s.get("render")]
-
-
-def _schema_url(tag: str):
-    """A fresh PostgreSQL schema; returns (url with search_path, drop callback)."""
-    from sqlalchemy import create_engine, make_url, text
-
-    schema = f"xunjian_scaleout_{tag}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-
-    def drop() -> None:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return url.render_as_string(hide_password=False), drop
 
 
 def _crawl_args(db_url: str, names: list[str]) -> list[str]:
@@ -104,16 +87,8 @@ def _redis_keys(pattern: str) -> list[str]:
 
 @pytest.fixture
 def schemas():
-    drops = []
-
-    def make(tag: str) -> str:
-        url, drop = _schema_url(tag)
-        drops.append(drop)
-        return url
-
-    yield make
-    for drop in drops:
-        drop()
+    with ExitStack() as stack:
+        yield lambda tag: stack.enter_context(pg_schema_url(f"xunjian_scaleout_{tag}"))
 
 
 def _scraped(data_dir: Path) -> int:

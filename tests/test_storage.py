@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from storage.db import Database, open_database
 from storage.errors import StorageError
@@ -27,6 +26,7 @@ from storage.identifiers import Identifiers, extract_identifiers, lead_key
 from storage.models import Finding, Lead, Page, Snapshot, Source
 from storage.records import FindingRecord, PageRecord
 from storage.repository import list_leads, store_batch
+from tests.conftest import pg_schema_url
 
 PG_URL = os.environ.get("XUNJIAN_TEST_PG_URL")
 SHANGHAI = timezone(timedelta(hours=8))
@@ -52,19 +52,8 @@ def db_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'data' / 'xunjian.db'}"
         return
-    from sqlalchemy.engine import make_url
-
-    schema = f"xunjian_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema_url("xunjian_test") as url:
+        yield url
 
 
 @pytest.fixture(name="db")
