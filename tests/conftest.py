@@ -37,6 +37,29 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def board_source(max_pages: int = 200, delay: float = 0.0, extra: str = "") -> str:
+    """sources.toml text for the demo's classifieds board (``${XUNJIAN_DEMO_URL}`` left to the loader)."""
+    return f"""
+[[source]]
+name = "board"
+kind = "listing"
+start_urls = ["${{XUNJIAN_DEMO_URL}}/board/list/1.html"]
+allowed_domains = ["127.0.0.1"]
+follow = ["/board/"]
+max_depth = 10
+max_pages = {max_pages}
+delay = {delay}
+{extra}
+[source.selectors]
+title = "h1.ad-title"
+body = "div.ad-body"
+contact = ".contact"
+price = ".price"
+next_page = "a.next"
+detail_link = "a.ad-link"
+"""
+
+
 @contextmanager
 def pg_schema_url(prefix: str) -> Iterator[str]:
     """The URL of a fresh schema in $XUNJIAN_TEST_PG_URL's database (search_path set), dropped afterwards."""

@@ -20,30 +20,15 @@ from crawler.middlewares.canonical import UrlCanonicalizer
 from crawler.middlewares.retry_after import retry_after_seconds
 from storage.db import open_database
 from storage.models import CrawlRun, Evidence, Page, Snapshot
+from tests.conftest import board_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BOARD = """
-[[source]]
-name = "board"
-kind = "listing"
-start_urls = ["${{XUNJIAN_DEMO_URL}}/board/list/1.html"]
-allowed_domains = ["127.0.0.1"]
-follow = ["/board/"]
-max_depth = 10
-max_pages = {max_pages}
-delay = {delay}
-{extra}
-[source.selectors]
-title = "h1.ad-title"
-body = "div.ad-body"
-next_page = "a.next"
-detail_link = "a.ad-link"
-
+HUIZHI = """
 [[source]]
 name = "huizhi"
 kind = "site"
-start_urls = ["${{XUNJIAN_DEMO_URL}}/inst/huizhi/index.html"]
+start_urls = ["${XUNJIAN_DEMO_URL}/inst/huizhi/index.html"]
 allowed_domains = ["127.0.0.1"]
 follow = ["/inst/huizhi/"]
 max_depth = 3
@@ -191,7 +176,7 @@ def statuses(log: Path, start: int, prefix: str) -> list[int]:
 def test_second_crawl_gets_304s_and_adds_nothing(logged_demo, tmp_path):
     server, log = logged_demo
     env = {"XUNJIAN_DEMO_URL": server.url}
-    text = BOARD.format(max_pages=200, delay=0.0, extra="")
+    text = board_source() + HUIZHI
     first = crawl_job(tmp_path, "board", text, env)
     assert first.returncode == 0, first.stderr
     snapshots, evidence, seen_before = counts(tmp_path)
@@ -216,7 +201,7 @@ def test_second_crawl_gets_304s_and_adds_nothing(logged_demo, tmp_path):
 def test_unchanged_body_is_not_redetected(logged_demo, tmp_path):
     server, _ = logged_demo
     env = {"XUNJIAN_DEMO_URL": server.url}
-    text = BOARD.format(max_pages=200, delay=0.0, extra="")
+    text = board_source() + HUIZHI
     assert crawl_job(tmp_path, "huizhi", text, env).returncode == 0
     before = counts(tmp_path)[:2]
     first_pages = runs(tmp_path)[-1].pages
@@ -239,7 +224,7 @@ def test_unchanged_body_is_not_redetected(logged_demo, tmp_path):
 
 def test_page_limit_closes_the_run(logged_demo, tmp_path):
     server, _ = logged_demo
-    result = crawl_job(tmp_path, "board", BOARD.format(max_pages=4, delay=0.0, extra=""),
+    result = crawl_job(tmp_path, "board", board_source(max_pages=4) + HUIZHI,
                        {"XUNJIAN_DEMO_URL": server.url})
     assert result.returncode == 0, result.stderr
     [run] = runs(tmp_path)
@@ -253,7 +238,7 @@ def test_page_limit_closes_the_run(logged_demo, tmp_path):
 
 def test_time_limit_closes_the_run(logged_demo, tmp_path):
     server, _ = logged_demo
-    result = crawl_job(tmp_path, "board", BOARD.format(max_pages=200, delay=1.0, extra="max_minutes = 0.05"),
+    result = crawl_job(tmp_path, "board", board_source(delay=1.0, extra="max_minutes = 0.05") + HUIZHI,
                        {"XUNJIAN_DEMO_URL": server.url})
     assert result.returncode == 0, result.stderr
     [run] = runs(tmp_path)

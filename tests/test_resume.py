@@ -22,29 +22,10 @@ from sqlalchemy import func, select
 from crawler import jobdir
 from storage.db import open_database
 from storage.models import CrawlRun, Evidence, Finding, Lead, Page, Snapshot
+from tests.conftest import board_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SOURCE = """
-[[source]]
-name = "board"
-kind = "listing"
-start_urls = ["${{XUNJIAN_DEMO_URL}}/board/list/1.html"]
-allowed_domains = ["127.0.0.1"]
-follow = ["/board/"]
-max_depth = 10
-max_pages = 200
-delay = {delay}
-concurrency = 1
-
-[source.selectors]
-title = "h1.ad-title"
-body = "div.ad-body"
-contact = ".contact"
-price = ".price"
-next_page = "a.next"
-detail_link = "a.ad-link"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +47,7 @@ def job_env(site_url: str, data: Path) -> dict:
 
 def start_job(tmp: Path, site_url: str, delay: float) -> subprocess.Popen:
     sources = tmp / f"sources-{delay}.toml"
-    sources.write_text(SOURCE.format(delay=delay), encoding="utf-8")
+    sources.write_text(board_source(delay=delay, extra="concurrency = 1"), encoding="utf-8")
     cmd = [sys.executable, "-m", "crawler.crawl_job", "--source", "board", "--sources", str(sources),
            "--db", f"sqlite:///{tmp / 'xunjian.db'}", "--data-dir", str(tmp / "data")]
     return subprocess.Popen(cmd, cwd=ROOT, env=job_env(site_url, tmp / "data"), stdout=subprocess.PIPE,
