@@ -270,7 +270,8 @@ def run_full(url: str, pages: int, workdir: str, freeze: bool) -> None:
     overrides = {**BASE_SETTINGS, "EXTENSIONS": extensions, "XUNJIAN_SCREENSHOTS": False, "XUNJIAN_GC_FREEZE": freeze,
                  "XUNJIAN_DATA_DIR": str(Path(workdir) / "data"), "LOG_LEVEL": "WARNING"}
     db = os.environ.get("XUNJIAN_BENCH_DB") or f"sqlite:///{Path(workdir) / 'bench.db'}"
-    _time_stages()
+    if os.environ.get("XUNJIAN_BENCH_NO_STAGES") != "1":
+        _time_stages()
     run_crawl(load_sources(toml), db, log_file=Path(workdir) / f"crawl-{os.getpid()}.log",
               overrides=overrides, show_progress=False)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from storage.records import EvidenceRecord
 
@@ -20,6 +21,9 @@ class PageItem:
     encoding: str | None
     content_hash: str  # SHA-256 of the raw body as received
     html: str  # decoded response.text; dropped by the store pipeline
+    # The response's own parse of ``html`` (its selector's lxml root), which the spider also reads links
+    # from, so the page is parsed once; ExtractPipeline reads it and drops it. None: parse ``html``.
+    doc: Any = field(default=None, repr=False, compare=False)
     selectors: dict[str, str] = field(default_factory=dict)
     rendered: bool = False
     # The HTTP exchange as Scrapy saw it, kept for the WARC record of flagged pages; the evidence

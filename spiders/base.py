@@ -20,7 +20,7 @@ from scrapy.exceptions import (
     DownloadTimeoutError,
     IgnoreRequest,
 )
-from scrapy.http import Response
+from scrapy.http import HtmlResponse, Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import (
     ConnectError,
@@ -136,6 +136,7 @@ class SourceSpider(scrapy.Spider):
             encoding=getattr(response, "encoding", None),
             content_hash=content_hash,
             html=response.text,
+            doc=response.selector.root if isinstance(response, HtmlResponse) else None,
             selectors=dict(self.source.selectors.items()),
             rendered=bool(response.meta.get("playwright")),
             **exchange_fields(response),

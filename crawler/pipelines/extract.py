@@ -2,6 +2,8 @@
 
 The text keeps block boundaries as line breaks and drops scripts, styles and site chrome (navigation,
 headers, footers), so detection sees what the page says rather than what every page of the site says.
+The page is parsed once, by Scrapy (the spider hands its response's selector root along with the item),
+and the text is serialised by one XSLT pass inside libxslt; the tree is never changed.
 """
 
 from __future__ import annotations
@@ -22,60 +24,77 @@ DROP_TAGS = {"script", "style", "noscript", "template", "svg", "iframe", "nav", 
 BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6",
               "section", "article", "blockquote", "pre", "dd", "dt", "dl", "td", "th", "main", "hr",
               "figure", "figcaption", "address", "title", "body"}
-CHROME_RE = re.compile(r"(^|[\s_-])(nav|navbar|menu|footer|header|breadcrumbs?|sidebar|copyright|site-nav)($|[\s_-])", re.I)
 _SPACE_RE = re.compile(r"[ \t\r\f\v\u3000\xa0]+")
-_LINES_RE = re.compile(r"\n\s*\n+")
+
+# Chrome keywords as whole tokens of "class id" (tokens split by whitespace, "_" or "-"; any case).
+CHROME_WORDS = ("nav", "navbar", "menu", "footer", "header", "breadcrumb", "breadcrumbs", "sidebar", "copyright")
+# What Python's case-insensitive, Unicode-aware regex treats as the same letters and as separators:
+# ASCII capitals, the dotted/dotless i, the long s and the Kelvin sign fold; \s, "_" and "-" separate
+# (less the control characters an XSLT stylesheet cannot name, form feed among them: an ident spaced with
+# those is one token here).
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ\u0130\u0131\u017f\u212a"
+_LOWER = "abcdefghijklmnopqrstuvwxyziisk"
+_SEPARATORS = "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace() and (ch >= " " or ch in "\t\n\r")) + "_-"
 
 
-def _is_chrome(el) -> bool:
-    """Site chrome marked by role or by class/id (the tags in DROP_TAGS are stripped by name)."""
-    if el.get("role") == "navigation":
-        return True
-    ident = f"{el.get('class', '')} {el.get('id', '')}"
-    return bool(ident.strip()) and bool(CHROME_RE.search(ident))
+def _xpath_string(value: str) -> str:
+    """An XPath 1.0 string literal for ``value`` (no quote character appears in the values used here)."""
+    return "&quot;" + "".join(ch if ch not in "&<>\"" else f"&#{ord(ch)};" for ch in value) + "&quot;"
 
 
-_MARKED = etree.XPath(".//*[@class or @id or @role]")
-# libxml2's HTML parser with plain elements: lxml.html's HtmlElement classes are looked up in Python
-# for every element touched, which costs more than the extraction itself.
-_PARSER = etree.HTMLParser()
+def _stylesheet(start: str) -> etree.XSLT:
+    """The text serialisation as one XSLT pass, so no element becomes a Python object.
 
-
-def _drop(node) -> None:
-    """Remove ``node`` and its subtree, keeping its tail text where it was."""
-    parent = node.getparent()
-    if parent is None:
-        return
-    if node.tail:
-        previous = node.getprevious()
-        if previous is None:
-            parent.text = (parent.text or "") + node.tail
-        else:
-            previous.tail = (previous.tail or "") + node.tail
-    parent.remove(node)
-
-
-def _text_of(el, *, in_place: bool = False) -> str:
-    """The visible text under ``el``: chrome dropped, one line per block element.
-
-    All the per-node work runs inside libxml2: the chrome is cut out of the tree (a copy, unless
-    ``in_place``), each block element gets a line break before its text and after its end, and the
-    tree is serialised as text. Comments and processing instructions contribute their tails only.
+    ``start`` selects, from the document root, the element whose content is serialised: that element is
+    never dropped itself and gets no line breaks of its own. Below it, DROP_TAGS and site chrome
+    (role="navigation", or a CHROME_WORDS token in class or id) are left out with their content but not
+    their tail text; every BLOCK_TAGS element contributes a line break before and after its content;
+    comments and processing instructions contribute nothing.
     """
-    if not in_place:
-        el = copy.deepcopy(el)
-    etree.strip_elements(el, *DROP_TAGS, with_tail=False)  # never removes ``el`` itself
-    for node in _MARKED(el):
-        if _is_chrome(node):
-            _drop(node)
-    for node in el.iter(*BLOCK_TAGS):
-        if node is not el:
-            node.text = "\n" + (node.text or "")
-            node.tail = "\n" + (node.tail or "")
-    text = etree.tostring(el, method="text", encoding="unicode", with_tail=False)
-    text = _SPACE_RE.sub(" ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    return _LINES_RE.sub("\n", text).strip()
+    tokens = (f"concat(' ', translate(concat(@class, ' ', @id), {_xpath_string(_UPPER + _SEPARATORS)}, "
+              f"{_xpath_string(_LOWER + ' ' * len(_SEPARATORS))}), ' ')")
+    chrome = " or ".join(f"contains($tokens, ' {word} ')" for word in CHROME_WORDS)
+    block = " or ".join(f"self::{tag}" for tag in sorted(BLOCK_TAGS))
+    newline = "<xsl:text>&#10;</xsl:text>"
+    # Priorities: dropped tags, then the chrome test (which computes the tokens once per element and
+    # is the only predicate evaluated for every element), then plain block elements.
+    return etree.XSLT(etree.XML(f"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
+<xsl:output method="text" encoding="UTF-8"/>
+<xsl:template match="/"><xsl:apply-templates select="({start})[1]/node()"/></xsl:template>
+<xsl:template match="{'|'.join(sorted(DROP_TAGS))}" priority="4"/>
+<xsl:template match="*[@class or @id or @role]" priority="2">
+  <xsl:variable name="tokens" select="{tokens}"/>
+  <xsl:if test="not(@role='navigation' or {chrome})"><xsl:choose>
+    <xsl:when test="{block}">{newline}<xsl:apply-templates/>{newline}</xsl:when>
+    <xsl:otherwise><xsl:apply-templates/></xsl:otherwise>
+  </xsl:choose></xsl:if>
+</xsl:template>
+<xsl:template match="{'|'.join(sorted(BLOCK_TAGS))}">{newline}<xsl:apply-templates/>{newline}</xsl:template>
+<xsl:template match="comment()|processing-instruction()"/>
+</xsl:stylesheet>"""))
+
+
+# A page's text is its body's (or, with no body, its root's); a field's is its node's. libxslt numbers
+# the elements of the document it transforms for XPath's document order, so a transform always gets a
+# whole document: the page's own, or a copy of the field's node.
+_PAGE_TEXT = _stylesheet("/*/body | /*[not(body)]")
+_NODE_TEXT = _stylesheet("/*")
+_BLANK_LINES_RE = re.compile(r"\n\n+")
+
+
+def _tidy(text: str) -> str:
+    """Runs of spaces become one, lines are stripped, blank lines dropped."""
+    text = "\n".join([line.strip() for line in _SPACE_RE.sub(" ", text).split("\n")])
+    return _BLANK_LINES_RE.sub("\n", text).strip()
+
+
+def page_text(doc) -> str:
+    """The visible text of a parsed page: chrome dropped, one line per block element (the tree is unchanged)."""
+    return _tidy(str(_PAGE_TEXT(doc.getroottree())))
+
+
+def _text_of(el) -> str:
+    return _tidy(str(_NODE_TEXT(copy.deepcopy(el))))
 
 
 @dataclass
@@ -87,13 +106,11 @@ class Extracted:
 
 
 def _parse(html: str):
+    """The document's root as Scrapy's selectors parse it (parsel: lxml's HTML parser on the stripped,
+    NUL-free text), so a response's own ``selector.root`` gives the same result as its text."""
     if not html.strip():
         return None
-    try:
-        doc = etree.fromstring(html, _PARSER)
-    except (etree.ParserError, ValueError):
-        return None
-    return doc
+    return Selector(text=html, type="html").root
 
 
 def _node_text(node) -> str:
@@ -112,22 +129,33 @@ def _fields(doc, selectors: dict[str, str]) -> dict[str, list[str]]:
     return fields
 
 
+_TITLE = etree.XPath("(.//title)[1]")
+_IMAGE_SOURCES = etree.XPath("//img/@src")
+
+
+def _title(doc) -> str:
+    found = _TITLE(doc)
+    return " ".join((found[0].text or "").split()) if found else ""
+
+
 def _images(doc, base_url: str) -> list[str]:
-    urls = [urljoin(base_url, src.strip()) for src in doc.xpath("//img/@src") if src.strip()]
+    urls = [urljoin(base_url, src.strip()) for src in _IMAGE_SOURCES(doc) if src.strip()]
     return list(dict.fromkeys(u for u in urls if not u.startswith("data:")))
 
 
-def extract(html: str, selectors: dict[str, str] | None = None, base_url: str = "") -> Extracted:
-    """Title, clean text, selector fields and image URLs of a document, from one parse."""
-    doc = _parse(html)
+def extract(html: str, selectors: dict[str, str] | None = None, base_url: str = "", doc=None) -> Extracted:
+    """Title, clean text, selector fields and image URLs of a document, from one parse: ``doc``, the
+    root of ``html`` already parsed as HTML (a response's selector root), or else a parse of ``html``.
+    The tree is left as it was."""
+    if doc is None:
+        doc = _parse(html)
     if doc is None:
         return Extracted(fields={k: [] for k in (selectors or {}) if k not in ("next_page", "detail_link")})
-    result = Extracted(title=" ".join((doc.findtext(".//title") or "").split()))
+    result = Extracted(title=_title(doc))
     if selectors:
         result.fields = _fields(doc, selectors)
     result.image_urls = _images(doc, base_url)
-    body = doc.find("body")
-    result.text = _text_of(body if body is not None else doc, in_place=True)  # last: it edits the tree
+    result.text = page_text(doc)
     return result
 
 
@@ -154,7 +182,8 @@ class ExtractPipeline:
         return cls(crawler)
 
     def process_item(self, item: PageItem, spider=None) -> PageItem:
-        extracted = extract(item.html, item.selectors, item.url)
+        extracted = extract(item.html, item.selectors, item.url, doc=item.doc)
+        item.doc = None
         title, text, fields = extracted.title, extracted.text, extracted.fields
         item.title = (fields.get("title") or [title])[0] if fields.get("title") else title
         if fields.get("body"):
