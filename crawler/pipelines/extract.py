@@ -79,13 +79,14 @@ def _stylesheet(start: str) -> etree.XSLT:
 # whole document: the page's own, or a copy of the field's node.
 _PAGE_TEXT = _stylesheet("/*/body | /*[not(body)]")
 _NODE_TEXT = _stylesheet("/*")
-_BLANK_LINES_RE = re.compile(r"\n\n+")
+_SPACE_CHARS = ("  ", "\t", "\r", "\f", "\v", "\u3000", "\xa0")
 
 
 def _tidy(text: str) -> str:
     """Runs of spaces become one, lines are stripped, blank lines dropped."""
-    text = "\n".join([line.strip() for line in _SPACE_RE.sub(" ", text).split("\n")])
-    return _BLANK_LINES_RE.sub("\n", text).strip()
+    if any(ch in text for ch in _SPACE_CHARS):  # a scan per character beats the regex on clean text
+        text = _SPACE_RE.sub(" ", text)
+    return "\n".join([line for line in map(str.strip, text.split("\n")) if line])
 
 
 def page_text(doc) -> str:
