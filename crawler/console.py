@@ -116,6 +116,7 @@ FINISH_NAMES = {
     "crawler_error": "抓取程序出错",
     "killed": "抓取进程被强制结束",
     "forced_stop": "被强制停止",
+    "redis_frontier_done": "共享队列的本轮已由其他进程抓完，无事可做",
 }
 
 

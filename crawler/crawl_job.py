@@ -33,8 +33,6 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 3
 
-OK_REASONS = ("finished",)
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, exit code 2
@@ -57,12 +55,15 @@ def _fail(message: str, code: int) -> int:
 
 
 def exit_code(outcome) -> int:
+    from crawler.health import FRONTIER_DONE  # imported late: this module starts before the heavy ones
+
     reason = outcome.finish_reason
     if outcome.unreachable:
         return EXIT_FAILED
     if reason == "shutdown":
         return EXIT_INTERRUPTED
-    if reason in OK_REASONS or reason.startswith("closespider_"):
+    # A Redis worker that found its run already crawled by its peers has done its job too.
+    if reason in ("finished", FRONTIER_DONE) or reason.startswith("closespider_"):
         return EXIT_OK
     return EXIT_FAILED
 

@@ -45,6 +45,9 @@ DROP_RATIO = 0.5
 FETCH = 20  # runs read per source: enough to find HISTORY successful ones among failures
 WEBHOOK_TIMEOUT = 10.0
 STOPPED = "shutdown"  # Scrapy's finish reason after a signal: resumable when the run had a JOBDIR
+# A Redis worker that joined a labelled run its peers had already finished: it crawled nothing and
+# failed at nothing, so health looks past it to the runs that did the work.
+FRONTIER_DONE = "redis_frontier_done"
 MAX_SHUTDOWNS = 3
 RESUMED_FROM = "xunjian/resumed_from"
 CHAIN_KEYS = ("xunjian/listing_pages", "xunjian/selectors/")  # stats summed over a resumed chain
@@ -133,6 +136,7 @@ def _stopped(runs: list[RunView]) -> Health:
 
 def assess(runs: list[RunView], running: bool = False) -> Health:
     """The health of one source from its runs, newest first."""
+    runs = [run for run in runs if run.finish_reason != FRONTIER_DONE]
     if not runs:
         return Health(True, "尚无抓取记录")
     last = runs[0]

@@ -41,6 +41,8 @@ from scrapy_redis import connection
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.scheduler import Scheduler
 
+from crawler.health import FRONTIER_DONE
+
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
@@ -277,7 +279,7 @@ class SharedFrontierScheduler(Scheduler):
     def on_idle(self, spider):
         """spider_idle: stay open while the shared queue has work or a live peer may still add some."""
         if self.done_before_start:
-            raise CloseSpider("redis_frontier_done")
+            raise CloseSpider(FRONTIER_DONE)
         if self.busy:
             self.busy = False
             self._beat()

@@ -78,6 +78,19 @@ def test_a_failed_last_run_is_unhealthy(db, reason, words):
     assert not result.healthy and result.label == "异常" and words in result.reason
 
 
+def test_a_redis_worker_that_found_its_run_done_is_not_judged(db):
+    # A late worker of a shared Redis frontier closes at once with nothing to do; health judges the
+    # runs before it, healthy or not.
+    add_run(db, "a", "finished", 40)
+    add_run(db, "a", "redis_frontier_done", 0)
+    result = health(db, "a")
+    assert result.healthy and result.run.pages == 40
+    add_run(db, "b", "start_unreachable", 0)
+    add_run(db, "b", "redis_frontier_done", 0)
+    result = health(db, "b")
+    assert not result.healthy and "起始网址无法访问" in result.reason
+
+
 def test_a_stopped_run_is_healthy_resumable_or_not(db):
     add_run(db, "a", "finished", 40)
     add_run(db, "a", "shutdown", 3, stats={"xunjian/jobdir": 1})

@@ -185,7 +185,32 @@ def test_late_process_does_not_recrawl_a_finished_run(tmp_path: Path, schemas) -
     fetched_pages = {k: n for k, n in late.items() if k[1] != "/robots.txt"}
     assert fetched_pages == {}
     out, err = outputs[0]
-    assert "redis_frontier_done" in out + err
+    assert "共享队列的本轮已由其他进程抓完" in out + err  # the summary names why, in Chinese
+
+    # The scheduler's entry point joining the finished run: a normal exit, and the source stays
+    # healthy (the run that did nothing is not judged; the runs that crawled are).
+    from crawler.demo.server import start_demo_server
+    from crawler.health import source_health
+    from storage.db import open_database
+
+    server = start_demo_server()
+    try:
+        env = {**os.environ, "XUNJIAN_DEMO_URL": server.url, "XUNJIAN_REDIS_URL": REDIS_URL,
+               "XUNJIAN_REDIS_RUN": run_label, "XUNJIAN_DATA_DIR": str(tmp_path / "data-job")}
+        job = subprocess.run([sys.executable, "-m", "crawler.crawl_job", "--source", "huizhi", "--sources",
+                              str(SOURCES_FILE), "--db", db_url], cwd=ROOT, env=env, text=True,
+                             capture_output=True, timeout=240)
+    finally:
+        server.stop()
+    assert job.returncode == 0, job.stderr
+    assert "redis_frontier_done" in job.stderr
+    database = open_database(db_url)
+    try:
+        health = source_health(database, "huizhi")
+    finally:
+        database.dispose()
+    assert health.healthy, health.reason
+    assert health.run is not None and health.run.finish_reason == "finished" and health.run.pages >= 3
 
 
 def test_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
