@@ -74,7 +74,7 @@ class Engine:
     def _detect(self, text: str, title: str | None, url: str | None, gate: bool = True) -> DocumentResult:
         if not isinstance(text, str):
             raise TypeError(f"detect() 需要 str 文本，收到 {type(text).__name__}")
-        if not text.strip():
+        if not text or text.isspace():  # (not text.strip(), without copying the text)
             return DocumentResult([], [], 0.0, self.rules_version, GateVerdict(False, (), "empty", ("空文本",)))
         norm = self.normalizer.normalize(text)
         found = self.index.scan(norm)

@@ -112,15 +112,17 @@ class DocHits:
         hits = self._cache.get(lid)
         if hits is not None:
             return bool(hits)
-        if lid not in self.index.guarded:
-            if lid in self.by_lex:
-                return True
-            if lid not in self.index.specs_for:
-                return False  # no term found and no regex feeds it
+        index = self.index
+        terms = self.by_lex.get(lid)
+        if terms is None:  # no term found: only its regexes or near misses can give it a hit
             self._regexes(lid)
-            return bool(self.regex_hits.get(lid))
-        kinds = self.index.kinds
-        if any(kinds[idx][lid][0] not in GUARDED_KINDS for idx in self.by_lex.get(lid, ())):
+            if self.regex_hits.get(lid):
+                return True
+            return lid in index.fuzzy.lexicons and bool(self._near_misses().get(lid))
+        if lid not in index.guarded:
+            return True
+        kinds = index.kinds
+        if any(kinds[idx][lid][0] not in GUARDED_KINDS for idx in terms):
             return True  # a literal hit: no need to check the guarded ones
         return bool(self.get(lid))
 
@@ -134,18 +136,17 @@ class DocHits:
     def _regexes(self, lid: int) -> None:
         """Run (once) the regexes feeding ``lid``; their hits go to every lexicon they feed."""
         index = self.index
-        specs = index.specs_for.get(lid)
+        specs = index.spec_triggers.get(lid)
         if specs is None or lid in self._lex_done:
             return
         self._lex_done.add(lid)
         done, by_lex = self._done, self.by_lex
-        for spec_id in specs:
+        for spec_id, trigger_id in specs:
+            if trigger_id is not None and trigger_id not in by_lex:
+                continue  # none of its triggers in the text: it cannot match
             if spec_id in done:
                 continue
             done.add(spec_id)
-            trigger_id = index.regex_specs[spec_id][2]
-            if trigger_id is not None and trigger_id not in by_lex:
-                continue  # none of its triggers in the text: it cannot match
             spans = index.run_regex(spec_id, self.text, self)
             if spans:
                 for target in index.regex_specs[spec_id][0]:

@@ -76,6 +76,32 @@ def _is_digit_at(norm: NormalizedText, pos: int) -> bool:
     return norm.original[norm.orig_index(pos)] not in _CJK_NUMERALS
 
 
+def _edge_chars(flags: int) -> tuple[frozenset[str], frozenset[str]]:
+    """Characters that, right before / right after a hit, may make it part of a longer word."""
+    glue = (frozenset(), _LETTERS, _DIGITS | _CJK_TENS)
+    return glue[1 if flags & 1 else 2 if flags & 2 else 0], glue[1 if flags & 4 else 2 if flags & 8 else 0]
+
+
+def _whole_words(norm: NormalizedText, ends: list[int], n: int, flags: int, before: frozenset[str],
+                 after: frozenset[str]) -> list[int]:
+    """The end offsets (of hits of a term of length ``n``) that are whole words.  The full check
+    runs only where a neighbouring character is in ``before``/``after`` (rarely: most neighbours
+    are Han characters or punctuation)."""
+    text = norm.text
+    size = len(text)
+    k = n + 1
+    if not after:
+        suspect = [e for e in ends if e > n and text[e - k] in before]
+    elif not before:
+        suspect = [e for e in ends if e < size and text[e] in after]
+    else:
+        suspect = [e for e in ends if e > n and text[e - k] in before or e < size and text[e] in after]
+    if not suspect:
+        return ends
+    broken = {e for e in suspect if _breaks_word(norm, e - n, e, flags)}
+    return [e for e in ends if e not in broken] if broken else ends
+
+
 def _breaks_word(norm: NormalizedText, start: int, end: int, flags: int) -> bool:
     text = norm.text
     if start > 0:
@@ -118,6 +144,10 @@ class LexiconIndex:
         # per spec: 0, or 1 when all its matches begin with a trigger (then it is tried only at
         # trigger starts), 2 when moreover no match is longer than its window (no window needed)
         self.anchored: list[int] = []
+        # per spec: the automaton id of literals one of which every match also contains, rarer
+        # than its triggers (then a spec whose triggers are present runs only if these are too)
+        self.confirm_ids: list[int | None] = []
+        confirms: list[tuple[str, ...]] = []
         next_id = len(self.names)
         for name, lex in lexicons.items():
             targets_of = (self.ids[name],) + parents.get(self.ids[name], ())
@@ -135,9 +165,12 @@ class LexiconIndex:
                 # matches fit their window: it is then tried exactly at every place a match can
                 # start, so the choice of triggers cannot change what it finds, only how often.
                 longer, longer_window = analyse(pattern, products=True)
+                confirm = ()
                 if (longer != triggers and starts_with_trigger(pattern, longer)
                         and max_width(pattern) <= longer_window):
                     triggers, window = longer, longer_window
+                elif longer != triggers:  # 折秒杀 of [0-9.]+折(?:秒杀|…): rarer than its triggers 0折…9折
+                    confirm = longer
                 trigger_id = None
                 if triggers:
                     trigger_id = next_id
@@ -150,6 +183,7 @@ class LexiconIndex:
                 if anchored and max_width(pattern) <= window:
                     anchored = 2
                 self.anchored.append(int(anchored))
+                confirms.append(confirm)
                 self.regex_specs.append((targets_of, compiled, trigger_id, window))
         # Near misses of long phrases: their halves are triggers under one more extra id.
         self.fuzzy = FuzzyPhrases()
@@ -163,6 +197,17 @@ class LexiconIndex:
         for trigger in self.fuzzy.by_trigger:
             exact.add(trigger)
             variants.append((trigger, self.fuzzy_id, 0))
+        # Confirming literals join like triggers, unless one is already a term: a trigger-only
+        # term skips the whole-word check, which must not change for a rule term.
+        known = {norm for norm, _, _ in variants}
+        for literals in confirms:
+            confirm_id = None
+            if literals and known.isdisjoint(literals):
+                confirm_id = next_id
+                next_id += 1
+                for lit in literals:
+                    variants.append((lit, confirm_id, 0))
+            self.confirm_ids.append(confirm_id)
         for norm, lid, code in variants:
             if code and norm in exact:  # a variant that is itself a real rule term is not a variant
                 continue
@@ -175,6 +220,7 @@ class LexiconIndex:
         trigger_only = set(range(len(self.names), next_id))
         # Regex triggers ("1" of a phone number, "元" of a price) skip the whole-word check.
         self.flags = [0 if trigger_only & set(targets[t]) else _edge_flags(t) for t in self.terms]
+        self.edges = [_edge_chars(f) for f in self.flags]
         self.kinds = [targets[t] for t in self.terms]
         self.members = [tuple(k) for k in self.kinds]
         # lexicons holding initials/homophone variants (their hits need a context check)
@@ -186,6 +232,9 @@ class LexiconIndex:
         for k, (targets_of, _, _, _) in enumerate(self.regex_specs):
             for lid in targets_of:
                 self.specs_for.setdefault(lid, []).append(k)
+        # the same with each spec's trigger id (None: the spec has no triggers and always runs)
+        self.spec_triggers: dict[int, list[tuple[int, int | None]]] = {
+            lid: [(k, self.regex_specs[k][2]) for k in specs] for lid, specs in self.specs_for.items()}
         self.automaton = ahocorasick.Automaton()
         for idx, term in enumerate(self.terms):
             self.automaton.add_word(encode_text(term), idx)
@@ -220,12 +269,11 @@ class LexiconIndex:
             bounds = [0] + cuts + [idxs.size]
             firsts = idxs[bounds[:-1]].tolist()
             ends_list = ends.tolist()
-            flags, lengths = self.flags, self.lengths
+            flags, lengths, edges = self.flags, self.lengths, self.edges
             for i, idx in enumerate(firsts):
                 chunk = ends_list[bounds[i]:bounds[i + 1]]
                 if flags[idx]:
-                    f, n = flags[idx], lengths[idx]
-                    chunk = [e for e in chunk if not _breaks_word(norm, e - n, e, f)]
+                    chunk = _whole_words(norm, chunk, lengths[idx], flags[idx], *edges[idx])
                     if not chunk:
                         continue
                 groups[idx] = chunk
@@ -244,11 +292,9 @@ class LexiconIndex:
             else:
                 ends.append(end)
         groups: dict[int, list[int]] = {}
-        flags, lengths = self.flags, self.lengths
+        flags, lengths, edges = self.flags, self.lengths, self.edges
         for idx in [i for i in raw if flags[i]]:
-            f, n = flags[idx], lengths[idx]
-            chunk = [e // 3 + 1 for e in raw[idx]]
-            chunk = [e for e in chunk if not _breaks_word(norm, e - n, e, f)]
+            chunk = _whole_words(norm, [e // 3 + 1 for e in raw[idx]], lengths[idx], flags[idx], *edges[idx])
             if chunk:
                 groups[idx] = raw[idx] = chunk
             else:
@@ -291,6 +337,9 @@ class LexiconIndex:
         if trigger_id is not None:
             present = hits.by_lex.get(trigger_id)
             if not present:
+                return []
+            confirm_id = self.confirm_ids[spec_id]
+            if confirm_id is not None and confirm_id not in hits.by_lex:
                 return []
             starts = hits.starts(present)
             anchored = self.anchored[spec_id]

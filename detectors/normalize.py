@@ -35,6 +35,7 @@ _ALWAYS_DROP.update(chr(c) for c in range(0xFE00, 0xFE10))
 _ALWAYS_DROP.update(chr(c) for c in range(0x1F3FB, 0x1F400))
 _HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FFFF))
 _TABLE_SIZE = 0x110000
+TRADITIONAL_BIT = 1 << 31  # set in ``CharTable.flagged`` for characters the t2s step changes
 
 
 def is_han(ch: str) -> bool:
@@ -79,6 +80,9 @@ class CharTable:
             table[c] = ord(" ")
         self.table = table
         self.traditional = trad
+        # The table with TRADITIONAL_BIT on traditional characters: one lookup both maps a text
+        # and tells whether it needs the phrase-level conversion first.
+        self.flagged = table | (trad.astype(np.uint32) << 31)
         # The same table without per-char t2s, for text already converted phrase by phrase.
         self.table_phrase = table.copy()
         for c, code in self._plain.items():
@@ -177,12 +181,10 @@ class Normalizer:
         if not text:
             return NormalizedText("", text, [], [], [])
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        table = self.chars.table
-        if self.chars.traditional[codes].any():
+        mapped = self.chars.flagged.take(codes)
+        if mapped.max() >= TRADITIONAL_BIT:
             codes, whole = self._phrase_t2s(text)
-            if whole:
-                table = self.chars.table_phrase
-        mapped = table[codes]
+            mapped = (self.chars.table_phrase if whole else self.chars.table).take(codes)
         out = mapped.tobytes().decode("utf-32-le")
         special = np.flatnonzero(mapped <= EXPAND)
         if special.size == 0:

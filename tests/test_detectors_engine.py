@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import detectors
@@ -301,3 +302,76 @@ def test_skipping_the_gate_changes_no_finding_on_the_corpus(engine):
     assert 0 < skipped < len(docs)  # the shortcut is taken, and not for everything
     plain = engine.detect("本周末社区广场有二手家具市集，欢迎街坊选购。", gate=False)
     assert plain.findings == [] and plain.gate.register == "no_anchor" and not plain.promotional
+
+
+# --- shortcuts of the scan must not change what it finds -------------------------------------
+
+def _corpus_texts() -> list[str]:
+    return [d.text for d in load_corpus(ROOT / "tests" / "corpus")]
+
+
+def test_whole_word_prefilter_agrees_with_the_full_check(engine):
+    """Hits of terms with a Latin or digit edge are checked in full only next to a letter or digit;
+    that keeps exactly the hits the full check keeps (digits spelled 三 or 十 included)."""
+    from detectors.matcher import _breaks_word, _whole_words, encode_text
+
+    index = engine.index
+    texts = _corpus_texts() + ["高三一轮复习 高31轮 十三岁 3岁 top10 top1班 asx sxy sx 2手 22手 二手 三二手 a9成新 9成新"]
+    dropped = kept = 0
+    for text in texts:
+        norm = default_normalizer().normalize(text)
+        raw: dict[int, list[int]] = {}
+        for end, idx in index.automaton.iter(encode_text(norm.text)):
+            raw.setdefault(idx, []).append(end // 3 + 1)
+        for idx, ends in raw.items():
+            flags, n = index.flags[idx], index.lengths[idx]
+            if not flags:
+                continue
+            full = [e for e in ends if not _breaks_word(norm, e - n, e, flags)]
+            assert _whole_words(norm, ends, n, flags, *index.edges[idx]) == full, (index.terms[idx], text[:40])
+            dropped += len(ends) - len(full)
+            kept += len(full)
+    assert dropped and kept  # both outcomes occur
+
+
+def test_confirming_literals_skip_only_regexes_that_cannot_match(engine):
+    """A regex whose triggers are common (0折…9折) but whose matches all contain a rarer literal
+    (折秒杀…) runs only when that literal occurs; where it does not, the pattern matches nowhere."""
+    index = engine.index
+    confirmed = [k for k, cid in enumerate(index.confirm_ids) if cid is not None]
+    assert confirmed
+    texts = _corpus_texts() + ["限时8折秒杀，原价99元", "全场8折，欢迎选购", "没学会可以免费重学",
+                               "学不会也不免费", "5.5折抢购 6折特惠 7折"]
+    skipped = ran = 0
+    for text in texts:
+        norm = default_normalizer().normalize(text)
+        hits = index.scan(norm)
+        for k in confirmed:
+            pattern, trigger_id = index.regex_specs[k][1], index.regex_specs[k][2]
+            if trigger_id not in hits.by_lex:
+                continue
+            if index.confirm_ids[k] not in hits.by_lex:
+                assert pattern.search(norm.text) is None, (pattern.pattern, text[:40])
+                assert index.run_regex(k, norm.text, hits) == []
+                skipped += 1
+            else:
+                ran += bool(index.run_regex(k, norm.text, hits))
+    assert skipped and ran
+
+
+def test_has_agrees_with_the_hits_of_every_lexicon(engine):
+    """``has`` answers without building hit lists where it can; it must say what ``get`` finds."""
+    index = engine.index
+    for text in _corpus_texts()[::3]:
+        norm = default_normalizer().normalize(text)
+        asked, built = index.scan(norm), index.scan(norm)
+        for lid in range(len(index.names)):
+            assert asked.has(lid) == bool(built.get(lid)), (index.names[lid], text[:40])
+
+
+def test_flagged_table_marks_exactly_the_traditional_characters():
+    from detectors.normalize import TRADITIONAL_BIT
+
+    chars = default_normalizer().chars
+    assert np.array_equal((chars.flagged & np.uint32(TRADITIONAL_BIT)) != 0, chars.traditional)
+    assert np.array_equal(chars.flagged & ~np.uint32(TRADITIONAL_BIT), chars.table)
