@@ -68,6 +68,32 @@ def check_actor(actor: str | None) -> str:
     return name
 
 
+def values(
+    lead_id: int,
+    action: str,
+    actor: str,
+    *,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The columns of one checked audit row for ``lead_id`` (for ``record`` or a bulk INSERT)."""
+    if action not in ACTION_NAMES:
+        raise StorageError(f"未知的审计动作 {action!r}")
+    return {
+        "lead_id": lead_id,
+        "at": at or utcnow(),
+        "actor": check_actor(actor),
+        "action": action,
+        "from_status": from_status,
+        "to_status": to_status,
+        "reason": (reason or "").strip(),
+        "details": dict(details or {}),
+    }
+
+
 def record(
     session: Session,
     lead_id: int,
@@ -81,18 +107,8 @@ def record(
     at: datetime | None = None,
 ) -> AuditEvent:
     """Append one audit row for ``lead_id`` inside the caller's transaction."""
-    if action not in ACTION_NAMES:
-        raise StorageError(f"未知的审计动作 {action!r}")
-    event = AuditEvent(
-        lead_id=lead_id,
-        at=at or utcnow(),
-        actor=check_actor(actor),
-        action=action,
-        from_status=from_status,
-        to_status=to_status,
-        reason=(reason or "").strip(),
-        details=dict(details or {}),
-    )
+    event = AuditEvent(**values(lead_id, action, actor, from_status=from_status, to_status=to_status,
+                                reason=reason, details=details, at=at))
     session.add(event)
     return event
 

@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session
 
 from storage.batch_grouping import BatchGrouper, Placing
 from storage.bulk import RecordFailed, chunks, execute_rows
-from storage.models import Page, Snapshot
+from storage.evidence import evidence_rows
+from storage.models import Evidence, Page, Snapshot
 from storage.records import BatchResult, PageRecord
 
 _PAGE = Page.__table__
 _SNAPSHOT = Snapshot.__table__
+_EVIDENCE = Evidence.__table__
 
 
 class Writer(Protocol):
@@ -88,22 +90,35 @@ def store_new(session: Session, writer: Writer, records: list[PageRecord],
     """Store records whose snapshots are all new (distinct (url, content_hash) pairs, none stored)."""
     session.flush()
     result = writer.result
-    pages, latest = _pages(session, writer, records)
+    pages, latest, inserted = _pages(session, writer, records)
     snapshot_ids = _snapshots(session, records, pages)
     result.new_snapshots += len(snapshot_ids)
     for record, snapshot_id, is_latest in zip(records, snapshot_ids, latest):
         if is_latest:
             pages[record.url]["last_snapshot_id"] = snapshot_id
-    if any(record.evidence for record in records):
-        from storage.repository import attach_evidence  # repository imports this module
-
-        for record, snapshot_id in zip(records, snapshot_ids):
-            if record.evidence:
-                _guard(record.url, lambda r=record, s=snapshot_id: attach_evidence(session, s, r.evidence))
-    changed = [{"page_id": state["id"], **{f"new_{name}": state[name] for name in _PAGE_FIELDS}}
-               for state in pages.values()]
-    execute_rows(session, update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
-        {name: bindparam(f"new_{name}") for name in _PAGE_FIELDS}), _PAGE, changed, list(pages))
+    # The snapshots are new, so they have no evidence yet: every record's rows go in one INSERT.
+    evidence: list[dict[str, Any]] = []
+    owners: list[str] = []
+    for record, snapshot_id in zip(records, snapshot_ids):
+        if record.evidence:
+            rows = evidence_rows(snapshot_id, record.evidence, set())
+            evidence.extend(rows)
+            owners.extend([record.url] * len(rows))
+    if evidence:
+        execute_rows(session, insert(_EVIDENCE), _EVIDENCE, evidence, owners)
+    # A page inserted by this run already holds its final seen times: only its snapshot is new.
+    known = [url for url in pages if url not in inserted]
+    if known:
+        changed = [{"page_id": pages[url]["id"], **{f"new_{name}": pages[url][name] for name in _PAGE_FIELDS}}
+                   for url in known]
+        execute_rows(session, update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
+            {name: bindparam(f"new_{name}") for name in _PAGE_FIELDS}), _PAGE, changed, known)
+    fresh = [url for url in pages if url in inserted]
+    if fresh:
+        linked = [{"page_id": pages[url]["id"], "new_last_snapshot_id": pages[url]["last_snapshot_id"]}
+                  for url in fresh]
+        execute_rows(session, update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
+            last_snapshot_id=bindparam("new_last_snapshot_id")), _PAGE, linked, fresh)
     work: list[tuple[PageRecord, list[dict[str, Any]], Placing | None]] = []
     for record, snapshot_id in zip(records, snapshot_ids):
         rows = _finding_rows(record, snapshot_id)
@@ -128,9 +143,10 @@ def store_new(session: Session, writer: Writer, records: list[PageRecord],
 _PAGE_FIELDS = ("first_seen", "last_seen", "last_status", "requested_url", "last_snapshot_id")
 
 
-def _pages(session: Session, writer: Writer, records: list[PageRecord]) -> tuple[dict[str, dict[str, Any]], list[bool]]:
-    """Every page of the run (loaded or inserted) with its seen times after the run, and which
-    records are their page's latest fetch at their turn."""
+def _pages(session: Session, writer: Writer,
+           records: list[PageRecord]) -> tuple[dict[str, dict[str, Any]], list[bool], set[str]]:
+    """Every page of the run (loaded or inserted) with its seen times after the run, which
+    records are their page's latest fetch at their turn, and the URLs of the pages inserted."""
     urls = list(dict.fromkeys(record.url for record in records))
     pages: dict[str, dict[str, Any]] = {}
     for part in chunks(urls):
@@ -167,7 +183,7 @@ def _pages(session: Session, writer: Writer, records: list[PageRecord]) -> tuple
             ids.update(session.execute(select(_PAGE.c.url, _PAGE.c.id).where(_PAGE.c.url.in_(part))).all())
         for state in new:
             state["id"] = ids[state["url"]]
-    return pages, latest
+    return pages, latest, {state["url"] for state in new}
 
 
 def _snapshots(session: Session, records: list[PageRecord], pages: dict[str, dict[str, Any]]) -> list[int]:

@@ -38,12 +38,14 @@ from storage.grouping import (
 from storage.batch_leads import LeadStates
 from storage.bulk import chunks, execute_rows
 from storage.identifiers import STRONG_KINDS, Identifier, Identifiers, extract_page, lead_key
-from storage.models import Finding, Lead, LeadIdentifier, LeadSplit, utcnow
+from storage.models import AuditEvent, Finding, Lead, LeadIdentifier, LeadSplit, utcnow
 from storage.name_index import name_index
 from storage.workflow import REOPENABLE, reopen_if_closed
 
 _IDENT = LeadIdentifier.__table__
 _FINDING = Finding.__table__
+_LEAD = Lead.__table__
+_AUDIT = AuditEvent.__table__
 
 
 @dataclass
@@ -94,6 +96,7 @@ class BatchGrouper:
         self.added_names: list[str] = []
         self.pending_findings: list[dict[str, Any]] = []
         self.pending_owners: list[str] = []
+        self.pending_audit: list[dict[str, Any]] = []
         self.touched: set[int] = set()
         self.leads = LeadStates(session)
         self._load()
@@ -220,18 +223,20 @@ class BatchGrouper:
         if created:
             old = item.key_ids
             names = [ident.raw for ident in item.ids if ident.kind == "name"]
-            lead = Lead(
-                key=unique_key(session, lead_key(old, item.url)),
-                name=max(names, key=lambda raw: _name_rank(raw, 1)) if names else item.title.strip() or item.url,
-                status="new", severity=severity, score=float(item.score), categories=sorted(categories),
-                first_seen=item.fetched_at, last_seen=item.fetched_at, status_changed_at=utcnow(),
-            )
-            session.add(lead)
-            session.flush()
-            self.leads.adopt(lead)
+            # A Core INSERT (the ORM adds a flush per lead); the "create" audit row is queued and
+            # written before any merge or reopen adds rows, in the order the ORM wrote them.
+            values = {
+                "key": unique_key(session, lead_key(old, item.url)),
+                "name": max(names, key=lambda raw: _name_rank(raw, 1)) if names else item.title.strip() or item.url,
+                "status": "new", "severity": severity, "score": float(item.score), "categories": sorted(categories),
+                "first_seen": item.fetched_at, "last_seen": item.fetched_at, "status_changed_at": utcnow(),
+                "merged_into_id": None,
+            }
+            lead_id = session.execute(insert(_LEAD), values).inserted_primary_key[0]
+            self.leads.add(lead_id, values)
             self.new_leads += 1
-            audit.record(session, lead.id, "create", audit.SYSTEM_ACTOR, to_status="new",
-                         reason=f"新线索：{item.url}", details={"url": item.url})
+            self.pending_audit.append(audit.values(lead_id, "create", audit.SYSTEM_ACTOR, to_status="new",
+                                                   reason=f"新线索：{item.url}", details={"url": item.url}))
         else:
             lead_id = min(chosen)
             others = sorted(set(chosen) - {lead_id})
@@ -244,14 +249,15 @@ class BatchGrouper:
             state["score"] = max(state["score"], float(item.score))
             state["first_seen"] = min(state["first_seen"], item.fetched_at)
             state["last_seen"] = max(state["last_seen"], item.fetched_at)
-        lead_id = lead.id if created else lead_id
         for row in item.findings:
             row["lead_id"] = lead_id
         self.add_findings(item.url, item.findings)
         self._remember(lead_id, item)
         self.touched.add(lead_id)
         if not created and self.leads.states[lead_id]["status"] in REOPENABLE:
-            # Rare: the ORM transition writes the status change and its audit row.
+            # Rare: the ORM transition writes the status change and its audit row (after the
+            # "create" rows queued so far, as when those went through the ORM too).
+            self._write_audit()
             lead = self.leads.orm(lead_id)
             local = item.fetched_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
             reopen_if_closed(session, lead, item.url, item.fetched_at, local)
@@ -305,6 +311,7 @@ class BatchGrouper:
         """Write pending findings and identifier rows, then refresh the touched leads' names."""
         session = self.session
         session.flush()
+        self._write_audit()
         if self.pending_findings:
             execute_rows(session, insert(_FINDING), _FINDING, self.pending_findings, self.pending_owners)
             self.pending_findings, self.pending_owners = [], []
@@ -325,6 +332,12 @@ class BatchGrouper:
         self.leads.write()
         # Rows written above have ids now; _merge reloads them, and nothing else reads them again.
         self.rows = {k: row for k, row in self.rows.items() if row.id is not None}
+
+    def _write_audit(self) -> None:
+        if self.pending_audit:
+            execute_rows(self.session, insert(_AUDIT), _AUDIT, self.pending_audit,
+                         [self.owner] * len(self.pending_audit))
+            self.pending_audit = []
 
     def _refresh_names(self) -> None:
         if not self.touched:

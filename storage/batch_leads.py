@@ -45,6 +45,12 @@ class LeadStates:
             self.load({lead_id})
         return self.states.get(lead_id)
 
+    def add(self, lead_id: int, values: dict[str, Any]) -> None:
+        """Track a lead this batch just inserted with ``values`` (every column in READ)."""
+        kept = {name: values[name] for name in READ}
+        kept["categories"] = list(kept["categories"])
+        self._keep(lead_id, kept)
+
     def adopt(self, lead: Lead) -> None:
         """Track an ORM lead that was just flushed (created, merged or reopened)."""
         values = {name: getattr(lead, name) for name in READ}

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, select
 
 from storage.db import Database
 from storage.errors import StorageError
@@ -28,6 +30,7 @@ DATA_DIR_ENV = "XUNJIAN_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
 EVIDENCE_SUBDIR = "evidence"
 _CHUNK = 1 << 20
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def data_dir(value: str | os.PathLike[str] | None = None) -> Path:
@@ -157,17 +160,34 @@ def evidence_for_snapshots(
     ]
 
 
+# One statement on a pooled connection: no Session is built for the question (asked per flagged page).
+_HAS_EVIDENCE = (
+    select(Snapshot.id, select(Evidence.id).where(Evidence.snapshot_id == Snapshot.id).exists())
+    .join(Page, Page.id == Snapshot.page_id)
+    .where(Page.url == bindparam("url"), Snapshot.content_hash == bindparam("content_hash"))
+)
+
+
 def snapshot_has_evidence(db: Database, url: str, content_hash: str) -> bool | None:
     """Whether the snapshot (``url``, ``content_hash``) has evidence rows; None if it is not stored."""
-    with db.session() as session:
-        snapshot_id = session.scalar(
-            select(Snapshot.id)
-            .join(Page, Page.id == Snapshot.page_id)
-            .where(Page.url == url, Snapshot.content_hash == content_hash)
-        )
-        if snapshot_id is None:
-            return None
-        count = session.scalar(
-            select(func.count(Evidence.id)).where(Evidence.snapshot_id == snapshot_id)
-        )
-        return bool(count)
+    with db.engine.connect() as connection:
+        row = connection.execute(_HAS_EVIDENCE, {"url": url, "content_hash": content_hash}).first()
+    return None if row is None else bool(row[1])
+
+
+def evidence_rows(snapshot_id: int, records: Iterable[EvidenceRecord], present: set[str]) -> list[dict[str, Any]]:
+    """Checked ``evidence`` rows for a snapshot, one per kind not in ``present`` (which grows)."""
+    rows: list[dict[str, Any]] = []
+    for item in records:
+        if item.kind not in EVIDENCE_KINDS:
+            raise StorageError(f"快照 {snapshot_id} 的证据类型 {item.kind!r} 无效（应为 {', '.join(EVIDENCE_KINDS)} 之一）")
+        if not _SHA256_HEX.fullmatch(item.sha256):
+            raise StorageError(f"快照 {snapshot_id} 的 {item.kind} 证据 sha256 不是 64 位十六进制：{item.sha256[:80]!r}")
+        if item.captured_at.tzinfo is None or item.captured_at.utcoffset() is None:
+            raise StorageError(f"快照 {snapshot_id} 的 {item.kind} 证据采集时间缺少时区：{item.captured_at.isoformat()}")
+        if item.kind in present:
+            continue
+        present.add(item.kind)
+        rows.append({"snapshot_id": snapshot_id, "kind": item.kind, "sha256": item.sha256, "path": item.path,
+                     "size": int(item.size), "media_type": item.media_type, "captured_at": item.captured_at})
+    return rows

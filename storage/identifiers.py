@@ -19,6 +19,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from storage.scan import finditer_from, finditer_near
+from storage.width import width_fold as _width_fold
+
 LEAD_KEY_LENGTH = 255
 VALUE_LENGTH = 255
 
@@ -37,9 +40,6 @@ KIND_NAMES = {
     "url": "网址",
 }
 
-# Dash-like characters NFKC leaves alone but people type inside phone numbers.
-_DASHES = str.maketrans({c: "-" for c in "‐‑‒–—―−"})
-_DASH_RUN = re.compile("[‐‑‒–—―−]")
 _CN_DIGITS = {**dict.fromkeys("零〇○", "0"), **dict.fromkeys("一幺壹", "1"), **dict.fromkeys("二两贰", "2"),
               **dict.fromkeys("三叁", "3"), **dict.fromkeys("四肆", "4"), **dict.fromkeys("五伍", "5"),
               **dict.fromkeys("六陆", "6"), **dict.fromkeys("七柒", "7"), **dict.fromkeys("八捌", "8"),
@@ -53,6 +53,12 @@ _MOBILE = re.compile(rf"(?<![\d*])(?:(?:\+|00)?86{_SEP})?(1[3-9](?:{_SEP}\d){{9}
 _LANDLINE = re.compile(
     r"(?<![\d*])(?:\((0\d{2,3})\)[ \-]?|(0\d{2,3})[ \-]|(?=0))(\d{7,8}|0\d{9,10})(?![\d*])"
 )
+# Every _MOBILE match starts with "+", "00", "86" or "1", every _LANDLINE match with "(" or "0"; both
+# hold a run of seven digits with at most one separator between two (the 11-digit mobile number, or
+# the 7-8 digit subscriber part of a landline), so a text without one holds no phone.
+_MOBILE_START = re.compile(r"[+018]")
+_LANDLINE_START = re.compile(r"[(0]")
+_PHONE_DIGITS = re.compile(r"\d(?:[ \t\-.]?\d){6}")
 # Shared service lines that must never link sellers (complaints, banks, 400/800).
 _HOTLINE = re.compile(r"^(?:400|800|95\d|1231\d|1234\d|1235\d|110$|120$|119$)")
 
@@ -62,7 +68,10 @@ _WECHAT = re.compile(
     r"([A-Za-z][A-Za-z0-9_\-]{5,19})(?![A-Za-z0-9_\-])",
     re.IGNORECASE,
 )
+# The first character of every _WECHAT match (same flags, so case folding is the same).
+_WECHAT_START = re.compile("[微vw加威薇徽]", re.IGNORECASE)
 _QQ_WORDS = ("扣扣", "企鹅")
+_QQ_LATIN = re.compile("qq", re.IGNORECASE)
 _QQ = re.compile(r"(?:(?<![A-Za-z])qq|扣扣|企鹅)(?:号|群)?[ \t]*[:：]?[ \t]*([1-9]\d{4,10})(?!\d)", re.IGNORECASE)
 _USCC = re.compile(r"统一社会信用代码[ \t]*[:：]?[ \t]*([0-9A-HJ-NPQRTUWXY]{18})(?![0-9A-Z])", re.IGNORECASE)
 _LICENSE = re.compile(r"办学许可证(?:号|编号)?[ \t]*[:：]?[ \t]*([\u4e00-\u9fff]{0,4}\d{6,24})号?")
@@ -72,8 +81,10 @@ _NAME = re.compile(
     rf"[{_CJK}]{{2,12}}(?:教育科技有限公司|有限公司|培训学校|培训中心|学习中心|工作室|学校|中心)(?![园区])"
     rf"|[{_CJK}]{{2,10}}\([{_CJK}]{{2,8}}(?:校区|校區|分校)\)"
 )
-# Every _NAME match ends in one of these.
-_NAME_WORDS = ("公司", "学校", "中心", "工作室", "校区", "校區", "分校")
+# Every _NAME match holds one of these, starting at most 19 characters after the match does (at most
+# two characters after an earlier one it overlaps, which the anchor search skips).
+_NAME_ANCHOR = re.compile("公司|学校|中心|工作室|校区|校區|分校")
+_NAME_REACH = 20
 # Words an ad puts in front of a name ("欢迎来到XX培训学校") that are not part of it.
 _NAME_LEADERS = ("欢迎来到", "欢迎加入", "欢迎咨询", "欢迎", "咨询", "联系", "来到", "报名", "加入", "选择",
                  "我们是", "这里是", "推荐", "本")
@@ -92,6 +103,9 @@ _ADDRESS = re.compile(
     rf"(?:[{_CJK}]{{2,4}}[省市])?[{_CJK}]{{2,4}}[区县][{_CJK}0-9]{{1,10}}?(?:大道|路|街|巷|弄|道)"
     rf"\d{{1,5}}号(?:[{_CJK}A-Za-z0-9]{{0,10}}?\d{{1,3}}(?:楼|层|室))?"
 )
+# Every _ADDRESS match holds "号" at most 27 characters after its start.
+_ADDRESS_ANCHOR = re.compile("号")
+_ADDRESS_REACH = 27
 _PRICE = re.compile(
     r"(原价|现价|特价|优惠价)?[:：]?[ \t]*[¥￥]?(\d{1,6}(?:\.\d{1,2})?)[ \t]*元(?:[ \t]*/[ \t]*([\u4e00-\u9fff\d]{1,6}))?"
 )
@@ -143,66 +157,6 @@ def _fold_chinese_digits(text: str) -> str:
     return _CN_RUN.sub(convert, text)
 
 
-def _bmp_nfkc_table() -> dict[int, str]:
-    """NFKC of every Basic Multilingual Plane character that NFKC changes, as a str.translate table."""
-    table = {}
-    for code in range(0x10000):
-        if 0xD800 <= code <= 0xDFFF:
-            continue
-        char = chr(code)
-        folded = unicodedata.normalize("NFKC", char)
-        if folded != char:
-            table[code] = folded
-    return table
-
-
-_NFKC_TABLE: dict[int, str] | None = None
-_NFKC_CHANGED: re.Pattern[str] | None = None
-
-
-def _char_class(codes: list[int]) -> str:
-    """A regex character class for sorted code points, as ranges."""
-    ranges, start, prev = [], codes[0], codes[0]
-    for code in codes[1:] + [-1]:
-        if code != prev + 1:
-            ranges.append(re.escape(chr(start)) + (f"-{re.escape(chr(prev))}" if prev > start else ""))
-            start = code
-        prev = code
-    return "[" + "".join(ranges) + "]"
-# Where NFKC is more than a per-character mapping: combining marks (composition across characters),
-# Hangul jamo (which compose into syllables) and anything outside the BMP.
-_NFKC_CONTEXT = re.compile(
-    "[\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
-    "\u0900-\u0d7f\u0e31-\u0e4e\u0eb1-\u0ecd\u0f18-\u0fc6\u1000-\u11ff\u1ab0-\u1aff\u1b00-\u1b7f"
-    "\u1dc0-\u1dff\u20d0-\u20ff\u2cef-\u2cf1\u2d7f\u2de0-\u2dff\u302a-\u302f\u3099-\u309c"
-    "\u3130-\u318f\ua66f-\ua69f\ua6f0\ua6f1\ua800-\uabff\uac00-\ud7ff\ufb1e\ufe00-\ufe0f"
-    "\ufe20-\ufe2f\uff9e\uff9f\uffa0-\uffdc\U00010000-\U0010ffff]"
-)
-
-
-def _ascii_dashes(text: str) -> str:
-    # str.translate walks a long non-ASCII string one dict lookup per character; most have no dash.
-    return text.translate(_DASHES) if _DASH_RUN.search(text) else text
-
-
-def _width_fold(text: str) -> str:
-    """NFKC (full-width forms, ideographic space, circled digits ...) with dashes made ASCII.
-
-    ``unicodedata.normalize`` takes milliseconds on a long Chinese page; text without combining
-    marks, Hangul or astral characters is folded with a per-character table instead, which gives
-    the same result."""
-    global _NFKC_TABLE, _NFKC_CHANGED
-    if text.isascii():
-        return text
-    if _NFKC_CONTEXT.search(text):
-        return _ascii_dashes(unicodedata.normalize("NFKC", text))
-    if _NFKC_TABLE is None:
-        _NFKC_TABLE = _bmp_nfkc_table()
-        _NFKC_CHANGED = re.compile(_char_class(sorted(_NFKC_TABLE)) + "+")
-    table = _NFKC_TABLE
-    return _ascii_dashes(_NFKC_CHANGED.sub(lambda m: "".join(table[ord(c)] for c in m.group()), text))
-
-
 def _normalise(text: str) -> str:
     # Chinese digit folding maps one character to one, so spans stay aligned
     # with _width_fold(text) and the raw form can be cut from it.
@@ -234,20 +188,18 @@ def _phone_matches(text: str, raw_text: str | None = None) -> list[tuple[str, st
     raw_text = text if raw_text is None else raw_text
     found: list[tuple[int, str, str]] = []
     taken: list[tuple[int, int]] = []
-    for match in _MOBILE.finditer(text):
+    if _PHONE_DIGITS.search(text) is None:
+        return []
+    for match in finditer_from(_MOBILE, _MOBILE_START, text):
         found.append((match.start(), re.sub(r"\D", "", match.group(1)), raw_text[slice(*match.span())]))
         taken.append(match.span())
-    for match in _LANDLINE.finditer(text):
+    for match in finditer_from(_LANDLINE, _LANDLINE_START, text):
         if any(start < match.end() and match.start() < end for start, end in taken):
             continue
         number = _landline(match)
         if number is not None:
             found.append((match.start(), number, raw_text[slice(*match.span())]))
     return [(number, raw) for _, number, raw in sorted(found) if not _HOTLINE.match(number)]
-
-
-def _phones(text: str) -> list[str]:
-    return [number for number, _ in _phone_matches(text)]
 
 
 def _clean_name(name: str) -> str | None:
@@ -266,9 +218,7 @@ def _clean_name(name: str) -> str | None:
 
 def _names(text: str) -> list[str]:
     names: list[str] = []
-    if not _has(text, _NAME_WORDS):
-        return names
-    for match in _NAME.finditer(text):
+    for match in finditer_near(_NAME, _NAME_ANCHOR, text, _NAME_REACH, after=2):
         name = _clean_name(match.group(0))
         if name is not None:
             _add(names, name)
@@ -293,16 +243,25 @@ def extract_identifiers(text: str, fields: dict[str, list[str]]) -> Identifiers:
     return _identifiers_in(_chunks(text, fields))
 
 
-def _identifiers_in(chunks: list[tuple[str, str, str]]) -> Identifiers:
+_Scan = tuple[list[tuple[str, str]], list[re.Match[str]]]
+
+
+def _scan(chunk: str, raw_chunk: str) -> _Scan:
+    """The phones (normalised, raw) and _WECHAT matches of one chunk, shared by both passes over it."""
+    return _phone_matches(chunk, raw_chunk), list(finditer_from(_WECHAT, _WECHAT_START, chunk))
+
+
+def _identifiers_in(chunks: list[tuple[str, str, str]], scans: list[_Scan] | None = None) -> Identifiers:
     ids = Identifiers()
-    for chunk, _raw, label in chunks:
+    for n, (chunk, raw_chunk, label) in enumerate(chunks):
         if label in _FIELD_WECHAT and _WECHAT_ID.fullmatch(chunk.strip()):
             _add(ids.wechat, chunk.strip().lower())
         elif label in _FIELD_NAME and chunk.strip():
             _add(ids.names, chunk.strip())
-        for phone in _phones(chunk):
+        phones, wechat = scans[n] if scans is not None else _scan(chunk, raw_chunk)
+        for phone, _raw in phones:
             _add(ids.phones, phone)
-        for match in _WECHAT.finditer(chunk):
+        for match in wechat:
             _add(ids.wechat, match.group(1).lower())
         for name in _names(chunk):
             _add(ids.names, name)
@@ -342,16 +301,17 @@ def extract_page(title: str, text: str,
     for name in _title_names(title):
         add("name", name_core(name) or name, name)
     chunks = _chunks(f"{title}\n{text}", fields or {})
-    ids = _identifiers_in(chunks)
+    scans = [_scan(chunk, raw_chunk) for chunk, raw_chunk, _label in chunks]
+    ids = _identifiers_in(chunks, scans)
     for name in ids.names:
         if name_core(name):
             add("name", name_core(name), name)
-    for chunk, raw_chunk, _label in chunks:
-        for number, raw in _phone_matches(chunk, raw_chunk):
+    for (chunk, _raw_chunk, _label), (phones, wechat) in zip(chunks, scans):
+        for number, raw in phones:
             add("phone", number, raw)
-        for match in _WECHAT.finditer(chunk):
+        for match in wechat:
             add("wechat", match.group(1).lower(), match.group(0))
-        if _has(chunk, _QQ_WORDS) or "qq" in chunk.lower():
+        if _has(chunk, _QQ_WORDS) or _QQ_LATIN.search(chunk):
             for match in _QQ.finditer(chunk):
                 add("qq", match.group(1), match.group(0))
         if "统一社会信用代码" in chunk:
@@ -360,8 +320,8 @@ def extract_page(title: str, text: str,
         if "办学许可证" in chunk:
             for match in _LICENSE.finditer(chunk):
                 add("license", match.group(1), match.group(0))
-        if "号" in chunk and ("区" in chunk or "县" in chunk):
-            for match in _ADDRESS.finditer(chunk):
+        if "区" in chunk or "县" in chunk:
+            for match in finditer_near(_ADDRESS, _ADDRESS_ANCHOR, chunk, _ADDRESS_REACH):
                 add("address", _CITY_PREFIX.sub("", match.group(0)), match.group(0))
         if "元" in chunk:
             for match in _PRICE.finditer(chunk):

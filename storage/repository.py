@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from storage.db import Database, first_line, mask_url
 from storage.errors import StorageError
+from storage.evidence import evidence_rows
 from storage.batch import RecordFailed, store_new, store_records
-from storage.models import EVIDENCE_KINDS, Evidence
+from storage.models import Evidence
 from storage.models import URL_LENGTH, CrawlRun, Finding, Lead, LeadIdentifier, Page, Snapshot, Source, utcnow
 from storage.records import BatchResult, EvidenceRecord, PageRecord
 from storage.views import LeadView, list_leads
@@ -205,21 +206,10 @@ class _BatchWriter:
 def attach_evidence(session: Session, snapshot_id: int, records: Iterable[EvidenceRecord]) -> int:
     """Add evidence rows to a snapshot, skipping kinds it already has; returns rows added."""
     present = set(session.scalars(select(Evidence.kind).where(Evidence.snapshot_id == snapshot_id)))
-    added = 0
-    for item in records:
-        if item.kind not in EVIDENCE_KINDS:
-            raise StorageError(f"快照 {snapshot_id} 的证据类型 {item.kind!r} 无效（应为 {', '.join(EVIDENCE_KINDS)} 之一）")
-        if not _SHA256_HEX.fullmatch(item.sha256):
-            raise StorageError(f"快照 {snapshot_id} 的 {item.kind} 证据 sha256 不是 64 位十六进制：{item.sha256[:80]!r}")
-        if item.captured_at.tzinfo is None or item.captured_at.utcoffset() is None:
-            raise StorageError(f"快照 {snapshot_id} 的 {item.kind} 证据采集时间缺少时区：{item.captured_at.isoformat()}")
-        if item.kind in present:
-            continue
-        present.add(item.kind)
-        session.add(Evidence(snapshot_id=snapshot_id, kind=item.kind, sha256=item.sha256, path=item.path,
-                             size=int(item.size), media_type=item.media_type, captured_at=item.captured_at))
-        added += 1
-    return added
+    rows = evidence_rows(snapshot_id, records, present)
+    for row in rows:
+        session.add(Evidence(**row))
+    return len(rows)
 
 
 def store_batch(

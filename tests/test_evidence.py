@@ -497,3 +497,26 @@ def test_store_batch_adds_missing_kinds_once_and_rejects_bad_rows(tmp_path):
     with pytest.raises(StorageError, match="证据类型 'video' 无效"):
         store_batch(db, None, [_record(url, [bad])])
     db.dispose()
+
+
+def test_snapshot_has_evidence_tells_stored_archived_and_unknown(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from storage.evidence import snapshot_has_evidence
+    from storage.repository import store_batch
+    from tests.test_storage import finding, page
+
+    db = open_database(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        plain = page("https://a.example/plain", "小升初 13800000001", findings=[finding()])
+        archived = page("https://a.example/archived", "初二数学 13800000002", findings=[finding()])
+        record, _ = EvidenceStore(tmp_path / "data").put(b"text", kind="text", ext="txt", media_type="text/plain",
+                                                         captured_at=datetime(2026, 3, 2, tzinfo=timezone.utc))
+        archived.evidence = [record]
+        store_batch(db, None, [plain, archived])
+        assert snapshot_has_evidence(db, plain.url, plain.content_hash) is False
+        assert snapshot_has_evidence(db, archived.url, archived.content_hash) is True
+        assert snapshot_has_evidence(db, archived.url, plain.content_hash) is None
+        assert snapshot_has_evidence(db, "https://a.example/none", plain.content_hash) is None
+    finally:
+        db.dispose()

@@ -356,3 +356,64 @@ def test_one_batch_groups_like_one_record_per_batch(db: Database, tmp_path: Path
     got = _state(db)
     assert got == expected
     assert any(action == "merge" for _, action, *_ in got["audit"])  # the batch did merge mid-way
+
+
+# ---------------------------------------------------------------- fast scans give finditer's matches
+
+
+def _spans(matches) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), m.group(0)) for m in matches]
+
+
+FILLER = "本周末社区广场有二手家具市集，欢迎街坊选购。出售九成新电动车一辆，价格面议。" * 120
+
+
+@pytest.mark.parametrize("snippet", [
+    "电话 138-0013-8000，", "+86 139 1234 5678", "(0571)88886666", "010-12345678", "0086-13800138000",
+    "400-800-1234", "138*****000", "1380013800", "010 12345678 或 13800138000",
+    "微信号：teacher_wang88", "VX: abc_defg1", "加v abcdef9", "QQ：12345", "qq群 88888888",
+    "朝阳区建国路88号3楼", "北京市海淀区中关村大街27号", "第3号广告", "区号12号",
+    "明德培训学校", "启航教育科技有限公司", "学而思(东城校区)", "大学校园", "学校区", "工作室中心",
+])
+@pytest.mark.parametrize("dense", [False, True])
+def test_windowed_scans_find_what_finditer_finds(snippet: str, dense: bool) -> None:
+    from storage import identifiers as ids, scan
+
+    cuts = [len(FILLER) // 5, len(FILLER) // 2, len(FILLER) - 3]
+    text = FILLER[:cuts[0]] + snippet + FILLER[cuts[0]:cuts[1]] + snippet + snippet + FILLER[cuts[1]:cuts[2]] + snippet
+    text = ids._fold_chinese_digits(ids._width_fold(text))
+    if dense:  # a short text takes the plain finditer branch
+        text = snippet + "，" + snippet
+    pairs = [
+        (scan.finditer_from(ids._MOBILE, ids._MOBILE_START, text), ids._MOBILE),
+        (scan.finditer_from(ids._LANDLINE, ids._LANDLINE_START, text), ids._LANDLINE),
+        (scan.finditer_from(ids._WECHAT, ids._WECHAT_START, text), ids._WECHAT),
+        (scan.finditer_near(ids._ADDRESS, ids._ADDRESS_ANCHOR, text, ids._ADDRESS_REACH), ids._ADDRESS),
+        (scan.finditer_near(ids._NAME, ids._NAME_ANCHOR, text, ids._NAME_REACH, after=2), ids._NAME),
+    ]
+    for fast, pattern in pairs:
+        assert _spans(fast) == _spans(pattern.finditer(text)), pattern.pattern[:40]
+
+
+def test_phone_gate_and_shared_scan_keep_every_identifier() -> None:
+    body = FILLER[:2000] + "报名电话 138 0013 8000，座机(0571)88886666，微信号：teacher_wang88，企鹅 123456" + FILLER[:2000]
+    found = {(i.kind, i.value) for i in extract_all("", body)}
+    assert {("phone", "13800138000"), ("phone", "0571-88886666"), ("wechat", "teacher_wang88"),
+            ("qq", "123456")} <= found
+    assert not [i for i in extract_all("", FILLER + "价格 12 元，编号 123456") if i.kind == "phone"]
+
+
+def test_width_fold_table_values_are_already_folded() -> None:
+    """width_fold replaces distinct characters one after another: no value may contain a key."""
+    import unicodedata
+
+    from storage import width
+
+    width.width_fold("ａ")  # builds the table
+    fold = width._FOLD
+    assert fold and set(width._NFKC_TABLE) < set(fold)
+    assert not [code for code, folded in fold.items() if any(ord(char) in fold for char in folded)]
+    assert width.width_fold("电话：１３８－００１３　８０００（王老师）") == "电话:138-0013 8000(王老师)"
+    # Text NFKC composes across characters takes the unicodedata path: the same result.
+    mixed = "ｅ\u0301 가\u11a8 ㈱ 𝐀 －‑"
+    assert width.width_fold(mixed) == unicodedata.normalize("NFKC", mixed).replace("‐", "-").replace("－", "-")

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from storage.db import Database
 from storage.errors import StorageError
-from storage.models import CrawlRun, Finding, Page, Snapshot, Source
-from storage.records import BatchResult
+from storage.models import AuditEvent, CrawlRun, Evidence, Finding, Lead, Page, Snapshot, Source
+from storage.records import BatchResult, EvidenceRecord
 from storage.repository import finish_run, list_leads, run_summary, start_run, store_batch
 from tests.test_storage import (  # noqa: F401 - db_fixture and db_url_fixture register fixtures
     T0,
@@ -221,3 +221,69 @@ def test_runs_record_start_finish_and_batch_counters(db: Database) -> None:
         assert session.scalar(select(func.count()).select_from(CrawlRun)) == 2
     with pytest.raises(StorageError, match="找不到编号为 999 的抓取批次"):
         run_summary(db, 999)
+
+
+# ---------------------------------------------------------------- evidence rows and new leads in bulk
+
+
+def _evidence(kind: str, seed: str) -> EvidenceRecord:
+    digest = hashlib.sha256(seed.encode()).hexdigest()
+    return EvidenceRecord(kind=kind, sha256=digest, path=f"evidence/sha256/{digest[:2]}/{digest}.{kind}",
+                          size=len(seed), media_type="application/octet-stream", captured_at=T0)
+
+
+def test_new_snapshots_get_one_evidence_row_per_kind(db: Database) -> None:
+    first = page("https://a.example/1", "小升初 13800000001", findings=[finding()])
+    first.evidence = [_evidence("warc", "w1"), _evidence("text", "t1"), _evidence("text", "t1-again")]
+    second = page("https://a.example/2", "初二数学 13800000002", findings=[finding()])
+    second.evidence = [_evidence("screenshot", "s2")]
+    store_batch(db, None, [first, second, page("https://a.example/3", "普通新闻")])
+    with db.session() as session:
+        rows = session.execute(select(Page.url, Evidence.kind, Evidence.sha256, Evidence.size)
+                               .join(Snapshot, Snapshot.id == Evidence.snapshot_id)
+                               .join(Page, Page.id == Snapshot.page_id).order_by(Page.url, Evidence.kind)).all()
+    assert rows == [
+        ("https://a.example/1", "text", hashlib.sha256(b"t1").hexdigest(), 2),
+        ("https://a.example/1", "warc", hashlib.sha256(b"w1").hexdigest(), 2),
+        ("https://a.example/2", "screenshot", hashlib.sha256(b"s2").hexdigest(), 2),
+    ]
+    # The same content again with a kind the snapshot lacks: only that row is added.
+    again = page("https://a.example/1", "小升初 13800000001", findings=[finding()])
+    again.evidence = [_evidence("warc", "w1"), _evidence("screenshot", "s1")]
+    store_batch(db, None, [again])
+    with db.session() as session:
+        kinds = session.scalars(select(Evidence.kind).join(Snapshot, Snapshot.id == Evidence.snapshot_id)
+                                .join(Page, Page.id == Snapshot.page_id)
+                                .where(Page.url == "https://a.example/1").order_by(Evidence.kind)).all()
+    assert kinds == ["screenshot", "text", "warc"]
+
+
+def test_invalid_evidence_of_a_new_snapshot_stores_nothing(db: Database) -> None:
+    record = page("https://a.example/1", "小升初 13800000001", findings=[finding()])
+    record.evidence = [_evidence("warc", "w1"), _evidence("video", "v1")]
+    with pytest.raises(StorageError, match="证据类型 'video' 无效"):
+        store_batch(db, None, [record])
+    assert counts(db) == {"sources": 0, "pages": 0, "snapshots": 0, "findings": 0, "leads": 0}
+
+
+def test_each_new_lead_has_one_create_audit_row_before_its_merge(db: Database) -> None:
+    store_batch(db, None, [
+        page("https://a.example/1", "小升初 13800000001", findings=[finding()]),
+        page("https://b.example/2", "初二数学 微信号：teacher_wang88", findings=[finding()],
+             fetched_at=T0 + timedelta(hours=1)),
+        page("https://c.example/3", "报名 13800000001 或 微信号：teacher_wang88", findings=[finding()],
+             fetched_at=T0 + timedelta(hours=2)),
+    ])
+    with db.session() as session:
+        leads = session.scalars(select(Lead).order_by(Lead.id)).all()
+        trail = session.execute(select(AuditEvent.lead_id, AuditEvent.action, AuditEvent.to_status,
+                                       AuditEvent.reason).order_by(AuditEvent.id)).all()
+    older, newer = leads
+    assert (older.key, older.status, older.merged_into_id) == ("phone:13800000001", "new", None)
+    assert (newer.key, newer.status, newer.merged_into_id) == ("wechat:teacher_wang88", "merged", older.id)
+    assert older.first_seen == T0 and older.last_seen == T0 + timedelta(hours=2)
+    assert older.created_at is not None and older.status_changed_at is not None
+    assert trail[:2] == [(older.id, "create", "new", "新线索：https://a.example/1"),
+                         (newer.id, "create", "new", "新线索：https://b.example/2")]
+    assert sorted((lead_id, action) for lead_id, action, _, _ in trail[2:]) == [
+        (older.id, "merge"), (newer.id, "merge")]
