@@ -27,8 +27,11 @@ class PageItem:
     selectors: dict[str, str] = field(default_factory=dict)
     rendered: bool = False
     # The HTTP exchange as Scrapy saw it, kept for the WARC record of flagged pages; the evidence
-    # pipeline empties ``body`` once it is done with the item.
+    # pipeline empties ``body`` once it is done with the item. A spider may instead leave the Scrapy
+    # response in ``response``: the evidence pipeline then reads the fields below from it, only for
+    # the pages it archives, and lets it go.
     body: bytes = b""  # response body bytes as received (after Scrapy's transfer/content decoding)
+    response: Any = field(default=None, repr=False, compare=False)
     protocol: str = "HTTP/1.1"
     request_method: str = "GET"
     request_headers: list[tuple[str, str]] = field(default_factory=list)

@@ -139,7 +139,8 @@ class SourceSpider(scrapy.Spider):
             doc=response.selector.root if isinstance(response, HtmlResponse) else None,
             selectors=dict(self.source.selectors.items()),
             rendered=bool(response.meta.get("playwright")),
-            **exchange_fields(response),
+            body=response.body,
+            response=response,  # the rest of the exchange is read from it only for archived pages
         )
 
     # --- failures --------------------------------------------------------------------------

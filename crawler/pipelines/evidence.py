@@ -20,6 +20,7 @@ from crawler.db import database_for
 from crawler.evidence.screenshot import BrowserCapture, Screenshotter, ScreenshotError
 from crawler.evidence.warc import WARC_EXT, WARC_MEDIA_TYPE, HttpExchange, warc_bytes
 from crawler.items import PageItem
+from spiders.base import exchange_fields
 from storage.errors import StorageError
 from storage.evidence import EvidenceStore, snapshot_has_evidence
 from storage.records import EvidenceRecord
@@ -40,6 +41,9 @@ SOFTWARE = f"xunjian/{_version('xunjian')} (Scrapy {_version('scrapy')}; warcio 
 
 
 def exchange_of(item: PageItem) -> HttpExchange:
+    if item.response is not None:
+        for name, value in exchange_fields(item.response).items():
+            setattr(item, name, value)
     return HttpExchange(
         url=item.url,
         requested_url=item.requested_url,
@@ -91,6 +95,7 @@ class EvidencePipeline:
                 self.stats.inc_value(f"{STATS}/captured")
         finally:
             item.body = b""  # the raw bytes are in the WARC now, or not needed
+            item.response = None
         return item
 
     async def capture(self, item: PageItem) -> list[EvidenceRecord]:
