@@ -1,6 +1,6 @@
 """Crawl throughput: bare Scrapy vs. the full xunjian pipeline vs. two processes on a Redis frontier.
 
-    .venv/bin/python benchmarks/crawl_bench.py [--pages 5000] [--sizes small,large,markup] [--no-redis]
+    .venv/bin/python benchmarks/crawl_bench.py [--pages 5000] [--sizes small,large,markup] [--no-redis] [--repeat N]
 
 Generates a linked site of Chinese ad-like pages (small ~3 KB of text; large ~30 KB that is nearly all
 text, the worst case; markup ~30 KB shaped like a real classifieds page, navigation, sidebar, scripts and
@@ -14,8 +14,11 @@ process on 127.0.0.1, then crawls it the whole way:
 * redis  -- two full-pipeline processes sharing one Redis frontier (needs redis-server on PATH or
             XUNJIAN_BENCH_REDIS_URL); they run on cores 0 and 1, the others on core 0 only.
 
-Pages/s is responses received / Scrapy's elapsed time (start-up excluded); peak RSS is the crawl
-process's maximum resident set. Not a test: run it by hand and copy the figures into README.
+Pages/s is responses received / Scrapy's elapsed time (from spider_opened to spider_closed: the
+crawler's own start-up outside it, but whatever spider_opened handlers do inside it, e.g. xunjian's
+gc.freeze() and database opening); 起步秒 is the time from spider_opened to the first response, and
+稳态页/秒 the rate from the first response to the last. CPU is counted from spider_opened. Peak RSS is
+the crawl process's maximum resident set. Not a test: run it by hand and copy the figures into README.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import random
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,6 +166,9 @@ class StatsDump:
         self.cpu0 = 0.0
         self.gc_seconds = 0.0
         self._gc_start = 0.0
+        self.opened_at = 0.0
+        self.first_response = None  # seconds after spider_opened
+        self.last_response = 0.0
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -170,7 +177,14 @@ class StatsDump:
         ext = cls(crawler)
         crawler.signals.connect(ext.opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.closed, signal=signals.spider_closed)
+        crawler.signals.connect(ext.response, signal=signals.response_received)
         return ext
+
+    def response(self, response, request, spider):
+        now = time.monotonic() - self.opened_at
+        if self.first_response is None:
+            self.first_response = now
+        self.last_response = now
 
     def _on_gc(self, phase, info):
         if phase == "start":
@@ -182,6 +196,7 @@ class StatsDump:
         import gc
 
         self.cpu0 = _cpu()
+        self.opened_at = time.monotonic()
         gc.callbacks.append(self._on_gc)
 
     def closed(self, spider, reason):
@@ -190,6 +205,9 @@ class StatsDump:
             "responses": stats.get("downloader/response_status_count/200", 0),
             "seconds": stats.get("elapsed_time_seconds", 0.0),
             "cpu": _cpu() - self.cpu0,
+            "first_response": self.first_response or 0.0,
+            "after_last": time.monotonic() - self.opened_at - self.last_response,
+            "steady_seconds": self.last_response - (self.first_response or 0.0),
             "gc": self.gc_seconds,
             "reason": reason,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -328,23 +346,47 @@ def start_redis() -> tuple[subprocess.Popen | None, str | None]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def bench_size(size: str, pages: int, redis_url: str | None) -> list[dict]:
+# size -> (wall, steady, CPU) ratios of full +gc.freeze to bare, one per alternating pair of runs
+PAIR_RATIOS: dict[str, list[tuple[float, float, float]]] = {}
+
+
+def _measures(result: dict) -> tuple[float, float, float]:
+    """(pages/s, steady pages/s, pages per CPU-second) of one crawl."""
+    steady = result.get("steady_seconds") or 0.0
+    return (result["responses"] / result["seconds"] if result["seconds"] else 0.0,
+            (result["responses"] - 1) / steady if steady > 0 else 0.0,
+            result["responses"] / result["cpu"] if result["cpu"] else 0.0)
+
+
+def _full_run(url: str, pages: int, freeze: bool) -> dict:
+    with tempfile.TemporaryDirectory(prefix="xunjian-bench-") as tmp:
+        return crawl("full", url, pages, 0, workdir=tmp, env={"XUNJIAN_BENCH_FREEZE": str(int(freeze))})
+
+
+def bench_size(size: str, pages: int, redis_url: str | None, repeat: int = 1) -> list[dict]:
     server, url = start_server(pages, size)
     rows = []
     try:
         def row(name, result, procs=1):
             rate = result["responses"] / result["seconds"] if result["seconds"] else 0.0
             cpu_rate = result["responses"] / result["cpu"] if result["cpu"] else 0.0
+            steady = result.get("steady_seconds") or 0.0
             rows.append({"size": size, "mode": name, "pages": result["responses"], "seconds": result["seconds"],
-                         "rate": rate, "cpu_rate": cpu_rate, "gc_share": result["gc"] / (result["cpu"] or 1),
+                         "rate": rate, "cpu_rate": cpu_rate, "startup": result.get("first_response", 0.0),
+                         "steady_rate": (result["responses"] - 1) / steady if steady > 0 else 0.0, "gc_share": result["gc"] / (result["cpu"] or 1),
                          "rss_mb": result["rss_mb"], "procs": procs, "cpu": result["cpu"],
                          "stages": result.get("stages") or {}})
 
-        row("bare", crawl("bare", url, pages, 0))
-        for freeze in (False, True):
-            with tempfile.TemporaryDirectory(prefix="xunjian-bench-") as tmp:
-                row(f"full{' +gc.freeze' if freeze else ''}", crawl("full", url, pages, 0, workdir=tmp,
-                                                                      env={"XUNJIAN_BENCH_FREEZE": str(int(freeze))}))
+        bare = crawl("bare", url, pages, 0)
+        row("bare", bare)
+        row("full", _full_run(url, pages, False))
+        full = _full_run(url, pages, True)
+        row("full +gc.freeze", full)
+        # The machine's speed drifts between runs: more pairs, each bare run right before its full run.
+        pairs = [(bare, full)] + [(crawl("bare", url, pages, 0), _full_run(url, pages, True))
+                                  for _ in range(repeat - 1)]
+        PAIR_RATIOS[size] = [tuple(f / b if b else 0.0 for f, b in zip(_measures(f), _measures(b)))
+                             for b, f in pairs]
         if redis_url:
             with tempfile.TemporaryDirectory(prefix="xunjian-bench-") as tmp:
                 env = {"XUNJIAN_REDIS_URL": redis_url, "XUNJIAN_REDIS_RUN": f"bench-{size}-{time.time_ns()}",
@@ -355,6 +397,8 @@ def bench_size(size: str, pages: int, redis_url: str | None) -> list[dict]:
                 total = {"responses": sum(r["responses"] for r in results),
                          "seconds": max(r["seconds"] for r in results),
                          "cpu": sum(r["cpu"] for r in results), "gc": sum(r["gc"] for r in results),
+                         "first_response": max(r["first_response"] for r in results),
+                         "steady_seconds": max(r["steady_seconds"] for r in results),
                          "rss_mb": max(r["rss_mb"] for r in results)}
                 row("redis ×2 +gc.freeze", total, procs=2)
     finally:
@@ -364,14 +408,23 @@ def bench_size(size: str, pages: int, redis_url: str | None) -> list[dict]:
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'页面':<6}{'模式':<20}{'页数':>6}{'秒':>8}{'页/秒':>8}{'相对裸':>7}"
+    print(f"{'页面':<6}{'模式':<20}{'页数':>6}{'秒':>8}{'页/秒':>8}{'相对裸':>7}{'起步秒':>6}{'稳态页/秒':>8}{'相对裸':>7}"
           f"{'页/CPU秒':>9}{'相对裸':>7}{'GC占CPU':>8}{'峰值内存MB':>10}")
     for r in rows:
         bare = next(b for b in rows if b["size"] == r["size"] and b["mode"] == "bare")
         ratio = r["rate"] / bare["rate"] if bare["rate"] else 0.0
+        steady_ratio = r["steady_rate"] / bare["steady_rate"] if bare["steady_rate"] else 0.0
         cpu_ratio = r["cpu_rate"] / bare["cpu_rate"] if bare["cpu_rate"] else 0.0
         print(f"{r['size']:<8}{r['mode']:<22}{r['pages']:>8}{r['seconds']:>9.1f}{r['rate']:>10.1f}{ratio:>10.0%}"
+              f"{r['startup']:>9.2f}{r['steady_rate']:>12.1f}{steady_ratio:>10.0%}"
               f"{r['cpu_rate']:>12.1f}{cpu_ratio:>10.0%}{r['gc_share']:>11.0%}{r['rss_mb']:>14.0f}")
+    for size, ratios in PAIR_RATIOS.items():
+        if len(ratios) > 1:
+            parts = []
+            for k, name in enumerate(("页/秒", "稳态页/秒", "页/CPU秒")):
+                values = sorted(r[k] for r in ratios)
+                parts.append(f"{name} 中位 {statistics.median(values):.0%}（{values[0]:.0%}–{values[-1]:.0%}）")
+            print(f"{size} 完整流水线 +gc.freeze 相对裸，交替 {len(ratios)} 对：" + "，".join(parts))
     print("每页 CPU 毫秒（单进程）：")
     for r in rows:
         if r["procs"] == 1 and r["pages"]:
@@ -390,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", default="")
     parser.add_argument("--workdir", default="")
     parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="alternating bare / full +gc.freeze pairs per size; >1 prints median ratios")
     args = parser.parse_args(argv)
     if args.mode == "serve":
         return serve(args.pages, *SIZES[args.size])
@@ -401,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rows = []
         for size in args.sizes.split(","):
-            rows += bench_size(size.strip(), args.pages, redis_url)
+            rows += bench_size(size.strip(), args.pages, redis_url, max(1, args.repeat))
             report(rows)
     finally:
         if redis_proc is not None:
