@@ -62,8 +62,8 @@ XUNJIAN_URL_DROP_PARAMS = [
 
 # --- components --------------------------------------------------------------------------------
 ITEM_PIPELINES = {
-    "crawler.pipelines.extract.ExtractPipeline": 100,
-    "crawler.pipelines.detect.DetectPipeline": 200,
+    # ExtractPipeline then DetectPipeline, a few items at a time (see crawler/pipelines/analyse.py).
+    "crawler.pipelines.analyse.AnalysePipeline": 100,
     "crawler.pipelines.evidence.EvidencePipeline": 250,
     "crawler.pipelines.store.StorePipeline": 300,
 }
@@ -125,6 +125,9 @@ XUNJIAN_GC_FREEZE = True
 # then collected every 2 young collections) cuts the collector's share of the crawl's CPU from about
 # 8 % to 2-3 %, for some memory (see benchmarks/crawl_bench.py for peak RSS). 0 keeps Python's default.
 XUNJIAN_GC_THRESHOLD = 10_000
+# Items extracted and detected together (warm caches), and how long the first of them may wait (s).
+XUNJIAN_ANALYSE_BATCH = 8
+XUNJIAN_ANALYSE_WAIT = 0.02
 
 # --- scale-out: with XUNJIAN_REDIS_URL set, crawl processes share one frontier in Redis -----------
 # (scrapy-redis scheduler and duplicate filter; see crawler/redis_mode.py for the keys and settings)
