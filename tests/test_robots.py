@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,6 +22,8 @@ PAGES = {
     "/a.html": "<html><body><h1>课程介绍</h1><p>成人书法兴趣班，周末上课。</p></body></html>",
     "/private/x.html": "<html><body><h1>内部页面</h1><p>不应被抓取。</p></body></html>",
 }
+
+RULES = "User-agent: *\nDisallow: /private/\n"
 
 
 class RobotsSite(ThreadingHTTPServer):
@@ -43,7 +46,9 @@ class _Handler(BaseHTTPRequestHandler):
             if mode == "drop":  # the connection closes with no answer at all
                 self.close_connection = True
                 return
-            status, body = {"rules": (200, "User-agent: *\nDisallow: /private/\n"),
+            if mode == "slow":  # the rules arrive late: every start request is waiting for them
+                time.sleep(0.5)
+            status, body = {"rules": (200, RULES), "slow": (200, RULES),
                             "missing": (404, "not found"), "error": (500, "server error")}[mode]
         elif self.path in PAGES:
             status, body = 200, PAGES[self.path]
@@ -73,9 +78,10 @@ def site(request):
         server.server_close()
 
 
-def _crawl(site: RobotsSite, tmp_path: Path):
+def _crawl(site: RobotsSite, tmp_path: Path, paths: tuple[str, ...] = ("/",)):
     sources = tmp_path / "sources.toml"
-    sources.write_text(f'[[source]]\nname = "robots-site"\nkind = "site"\nstart_urls = ["{site.url}/"]\n'
+    starts = ", ".join(f'"{site.url}{path}"' for path in paths)
+    sources.write_text(f'[[source]]\nname = "robots-site"\nkind = "site"\nstart_urls = [{starts}]\n'
                        f'max_depth = 2\n', encoding="utf-8")
     db = tmp_path / "x.db"
     result = run_cli("crawl", "--sources", str(sources), "--db", f"sqlite:///{db}",
@@ -98,9 +104,22 @@ def test_disallowed_path_is_never_fetched(site, tmp_path):
     assert stats["xunjian/robots_forbidden"] == 1
 
 
+@pytest.mark.parametrize("site", ["slow"], indirect=True)
+def test_requests_waiting_for_robots_txt_all_get_its_rules(site, tmp_path):
+    """Several requests wait while robots.txt is on its way (start URLs; in Redis mode, a worker's first
+    batch from the shared queue). Scrapy 2.19's middleware hands the rules to the first waiter only and
+    lets the others through; every one of them must be judged by the rules."""
+    private = ("/private/x.html", "/private/y.html", "/private/z.html")
+    result, _, stats = _crawl(site, tmp_path, ("/", *private))
+    assert result.code == 0, result.err
+    assert _pages(site) == {"/", "/a.html"}
+    assert site.fetched.count("/robots.txt") == 1
+    assert stats["xunjian/robots_forbidden"] == len(private)
+
+
 @pytest.mark.parametrize("site", ["missing"], indirect=True)
 def test_missing_robots_txt_means_no_rules(site, tmp_path):
-    result, reason, _ = _crawl(site, tmp_path)
+    result, _, _ = _crawl(site, tmp_path)
     assert result.code == 0, result.err
     assert _pages(site) == set(PAGES)
 

@@ -14,6 +14,12 @@ show it stayed out of disallowed paths, xunjian follows RFC 9309 instead:
 
 The robots.txt request itself is retried like any other request (Scrapy's RetryMiddleware and
 xunjian's Retry-After back-off) before it counts as unreachable.
+
+Every request that arrives while robots.txt is still on its way waits for the rules on a Deferred of its
+own. Scrapy 2.19's middleware awaits the host's shared Deferred directly; Twisted's ``asFuture`` replaces
+a Deferred's result with None for the callbacks after it, so only the first waiter got the rules and the
+others were let through as if there were none (seen with several start URLs, and with a Redis worker
+whose first batch from the shared queue held a disallowed page).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import logging
 
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware
 from scrapy.exceptions import IgnoreRequest
+from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
 
 logger = logging.getLogger(__name__)
@@ -60,6 +68,19 @@ class _AllowAll:
 
 
 class StrictRobotsTxtMiddleware(RobotsTxtMiddleware):
+    async def robot_parser(self, request):
+        pending = self._parsers.get(urlparse_cached(request).netloc)
+        if not isinstance(pending, Deferred):
+            return await super().robot_parser(request)  # known already, or this request fetches robots.txt
+        own: Deferred = Deferred()
+
+        def relay(parser):
+            own.callback(parser)
+            return parser  # the next waiter's callback gets the parser too
+
+        pending.addCallback(relay)
+        return await maybe_deferred_to_future(own)
+
     def process_request_2(self, rp, request) -> None:
         if isinstance(rp, _Unreachable):
             self._stats.inc_value("robotstxt/unreachable_refused")
