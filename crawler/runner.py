@@ -181,12 +181,12 @@ def _freeze_gc_after_startup(crawler) -> None:
     """Once the spider is open (rule packs, automata and modules loaded), move everything alive into
     the garbage collector's permanent generation: the cyclic GC then stops rescanning those objects on
     every collection, which otherwise costs a large share of a crawl's CPU. ``XUNJIAN_GC_FREEZE=False``
-    turns it off."""
+    turns it off. No full collection first: start-up leaves next to no cyclic garbage (about ten
+    unreachable objects among ~400,000 tracked, measured), and collecting them cost 0.12 s per crawl."""
     if not crawler.settings.getbool("XUNJIAN_GC_FREEZE", True):
         return
 
     def on_opened(spider):
-        gc.collect()
         gc.freeze()
         threshold = crawler.settings.getint("XUNJIAN_GC_THRESHOLD", 0)
         if threshold:

@@ -77,6 +77,11 @@ class SourceSpider(scrapy.Spider):
     def _apply_source_settings(self, settings) -> None:
         """Per-source limits and politeness; settings are not frozen yet when the spider is built."""
         src = self.source
+        if not src.render:
+            # No page of this source goes through a browser: Scrapy's own HTTP handler, so the crawl
+            # neither starts Playwright's driver nor routes every request through its handler.
+            base = settings.getdict("DOWNLOAD_HANDLERS_BASE")
+            settings.set("DOWNLOAD_HANDLERS", {"http": base["http"], "https": base["https"]}, priority="spider")
         settings.set("DEPTH_LIMIT", src.max_depth, priority="spider")
         settings.set("CLOSESPIDER_PAGECOUNT", src.max_pages, priority="spider")
         if src.delay is not None:
