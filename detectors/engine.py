@@ -12,6 +12,7 @@ from .hits import DocHits, has_near, resolve_overlaps
 from .matcher import LexiconIndex
 from .model import CATEGORIES, DocumentResult, Finding, GateVerdict
 from .normalize import NormalizedText, Normalizer, default_normalizer
+from .prefilter import Prefilter
 from .scoring import order_categories, score
 
 RULES_DIR = Path(__file__).parent / "rules"
@@ -38,6 +39,8 @@ class Engine:
         self._suppressors = [(r.id, frozenset(r.unless_category)) for r in self.ruleset.rules if r.unless_category]
         # Lexicons some rule is anchored on: a document with none of them can have no finding.
         self._anchor_ids = tuple(sorted({i for _, _, compiled in self._compiled for i in compiled[0]}))
+        # Most crawled pages have no anchor: the prefilter tells them apart without the full scan.
+        self._prefilter = Prefilter(self.index, self._anchor_ids)
 
     @property
     def rules(self) -> list[Rule]:
@@ -77,10 +80,11 @@ class Engine:
         if not text or text.isspace():  # (not text.strip(), without copying the text)
             return DocumentResult([], [], 0.0, self.rules_version, GateVerdict(False, (), "empty", ("空文本",)))
         norm = self.normalizer.normalize(text)
+        if not gate and not self._prefilter.any_of(norm):
+            return _no_anchor(self.rules_version)
         found = self.index.scan(norm)
-        if not gate and not found.any_of(self._anchor_ids):
-            return DocumentResult([], [], 0.0, self.rules_version,
-                                  GateVerdict(False, (), "no_anchor", ("没有任何规则的触发词",)))
+        if not gate and not found.any_of(self._anchor_ids):  # passes: the prefilter is exact (a cheap safeguard)
+            return _no_anchor(self.rules_version)
         title_counts = None
         if title:
             title_counts = self.gate.counts(self.index.scan(self.normalizer.normalize(title).text))
@@ -168,6 +172,10 @@ class Engine:
                 if len(out) >= MAX_FINDINGS_PER_RULE:
                     break
         return out
+
+
+def _no_anchor(version: str) -> DocumentResult:
+    return DocumentResult([], [], 0.0, version, GateVerdict(False, (), "no_anchor", ("没有任何规则的触发词",)))
 
 
 def _is_quoted(text: str, start: int, end: int) -> bool:

@@ -76,10 +76,12 @@ def _is_digit_at(norm: NormalizedText, pos: int) -> bool:
     return norm.original[norm.orig_index(pos)] not in _CJK_NUMERALS
 
 
+_GLUE = (frozenset(), _LETTERS, _DIGITS | _CJK_TENS)
+
+
 def _edge_chars(flags: int) -> tuple[frozenset[str], frozenset[str]]:
     """Characters that, right before / right after a hit, may make it part of a longer word."""
-    glue = (frozenset(), _LETTERS, _DIGITS | _CJK_TENS)
-    return glue[1 if flags & 1 else 2 if flags & 2 else 0], glue[1 if flags & 4 else 2 if flags & 8 else 0]
+    return _GLUE[1 if flags & 1 else 2 if flags & 2 else 0], _GLUE[1 if flags & 4 else 2 if flags & 8 else 0]
 
 
 def _whole_words(norm: NormalizedText, ends: list[int], n: int, flags: int, before: frozenset[str],
@@ -220,7 +222,8 @@ class LexiconIndex:
         trigger_only = set(range(len(self.names), next_id))
         # Regex triggers ("1" of a phone number, "元" of a price) skip the whole-word check.
         self.flags = [0 if trigger_only & set(targets[t]) else _edge_flags(t) for t in self.terms]
-        self.edges = [_edge_chars(f) for f in self.flags]
+        edge_chars = {f: _edge_chars(f) for f in set(self.flags)}
+        self.edges = [edge_chars[f] for f in self.flags]
         self.kinds = [targets[t] for t in self.terms]
         self.members = [tuple(k) for k in self.kinds]
         # lexicons holding initials/homophone variants (their hits need a context check)
@@ -236,8 +239,11 @@ class LexiconIndex:
         self.spec_triggers: dict[int, list[tuple[int, int | None]]] = {
             lid: [(k, self.regex_specs[k][2]) for k in specs] for lid, specs in self.specs_for.items()}
         self.automaton = ahocorasick.Automaton()
-        for idx, term in enumerate(self.terms):
-            self.automaton.add_word(encode_text(term), idx)
+        spelled = encode_text("".join(self.terms))  # one numpy pass for all terms, cut up below
+        pos = 0
+        for idx, n in enumerate(self.lengths):
+            self.automaton.add_word(spelled[pos:pos + 3 * n], idx)
+            pos += 3 * n
         if self.terms:
             self.automaton.make_automaton()
 

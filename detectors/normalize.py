@@ -62,6 +62,16 @@ def _is_symbol(ch: str) -> bool:
     return cat in ("So", "Sk", "Sm") or 0x1F000 <= ord(ch) <= 0x1FAFF
 
 
+def _nontrivial(codes: list[int], t2s: dict[str, str]) -> list[int]:
+    """The codes ``CharTable._set`` would change: the rest already map to themselves in the identity
+    table, and sifting them out in bulk spares ~70,000 calls at start-up."""
+    chars = [chr(c) for c in codes]
+    forms = [unicodedata.normalize("NFKC", ch).lower() for ch in chars]
+    special = _ALWAYS_DROP | _SEPARATORS | set(t2s) | {chr(k) for k in _DIGITS}
+    return [c for c, ch, form in zip(codes, chars, forms)
+            if form != ch or ch in special or _is_symbol(ch)]
+
+
 class CharTable:
     """The fused per-code-point table plus the side tables for markers."""
 
@@ -72,9 +82,9 @@ class CharTable:
         self._plain: dict[int, int] = {}  # code -> its entry without the per-char t2s step
         self.expansions: dict[int, str] = {}
         self.kept_form: dict[int, str] = {}
-        for c in range(0x10000):
-            self._set(table, trad, c, t2s)
-        for c in list(range(0x1D400, 0x1D800)) + list(range(0x1F000, 0x1FB00)) + list(range(0x2F800, 0x2FA20)):
+        codes = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+        codes += list(range(0x1D400, 0x1D800)) + list(range(0x1F000, 0x1FB00)) + list(range(0x2F800, 0x2FA20))
+        for c in _nontrivial(codes, t2s):
             self._set(table, trad, c, t2s)
         for c in range(0, 4):  # the marker codes themselves never survive from the input
             table[c] = ord(" ")
