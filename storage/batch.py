@@ -28,6 +28,26 @@ from storage.records import BatchResult, PageRecord
 _PAGE = Page.__table__
 _SNAPSHOT = Snapshot.__table__
 _EVIDENCE = Evidence.__table__
+_PAGE_FIELDS = ("first_seen", "last_seen", "last_status", "requested_url", "last_snapshot_id")
+
+# Built once: a statement built per batch costs its construction and its cache key every time, and an
+# IN list of literal values is coerced value by value. Expanding parameters render the same SQL.
+_URLS = bindparam("urls", expanding=True)
+_PAGE_IDS = bindparam("page_ids", expanding=True)
+_PAGE_STATES = select(_PAGE.c.id, _PAGE.c.url, *(_PAGE.c[name] for name in _PAGE_FIELDS)).where(
+    _PAGE.c.url.in_(_URLS))
+_PAGE_IDS_BY_URL = select(_PAGE.c.url, _PAGE.c.id).where(_PAGE.c.url.in_(_URLS))
+_STORED_SNAPSHOTS = select(_SNAPSHOT.c.page_id, _SNAPSHOT.c.content_hash).where(
+    _SNAPSHOT.c.page_id.in_(_PAGE_IDS), _SNAPSHOT.c.content_hash.in_(bindparam("hashes", expanding=True)))
+_SNAPSHOT_IDS = select(_SNAPSHOT.c.id, _SNAPSHOT.c.page_id, _SNAPSHOT.c.content_hash).where(
+    _SNAPSHOT.c.page_id.in_(_PAGE_IDS))
+_INSERT_PAGE = insert(_PAGE)
+_INSERT_SNAPSHOT = insert(_SNAPSHOT)
+_INSERT_EVIDENCE = insert(_EVIDENCE)
+_UPDATE_PAGE = update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
+    {name: bindparam(f"new_{name}") for name in _PAGE_FIELDS})
+_LINK_SNAPSHOT = update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
+    last_snapshot_id=bindparam("new_last_snapshot_id"))
 
 
 class Writer(Protocol):
@@ -48,7 +68,9 @@ def _guard(url: str, action: Callable[[], Any]) -> Any:
 def store_records(session: Session, writer: Writer, records: list[PageRecord],
                   lead_categories: frozenset[str]) -> None:
     """Store ``records`` in order: runs of new content in bulk, repeats through ``writer.store``."""
-    stored = _stored_pairs(session, records)
+    stored, states = _stored_pairs(session, records)
+    # The pages as loaded hold until the first write: the first run of new content reuses them.
+    preloaded: dict[str, dict[str, Any]] | None = states
     run: list[PageRecord] = []
     for record in records:
         key = (record.url, record.content_hash)
@@ -57,40 +79,45 @@ def store_records(session: Session, writer: Writer, records: list[PageRecord],
             run.append(record)
             continue
         if run:
-            store_new(session, writer, run, lead_categories)
+            store_new(session, writer, run, lead_categories, preloaded)
             run = []
             # The bulk path changed rows behind the ORM's back; reload whatever the writer reads next.
             session.flush()
             session.expire_all()
+        preloaded = None
         _guard(record.url, lambda record=record: writer.store(record))
     if run:
-        store_new(session, writer, run, lead_categories)
+        store_new(session, writer, run, lead_categories, preloaded)
 
 
-def _stored_pairs(session: Session, records: list[PageRecord]) -> set[tuple[str, str]]:
+def _stored_pairs(session: Session,
+                  records: list[PageRecord]) -> tuple[set[tuple[str, str]], dict[str, dict[str, Any]]]:
+    """The (url, content_hash) pairs of ``records`` already stored, and the stored pages by URL."""
     urls = sorted({record.url for record in records})
-    page_urls: dict[int, str] = {}
+    states: dict[str, dict[str, Any]] = {}
     for part in chunks(urls):
-        page_urls.update(session.execute(select(_PAGE.c.id, _PAGE.c.url).where(_PAGE.c.url.in_(part))).all())
+        for row in session.execute(_PAGE_STATES, {"urls": part}):
+            states[row.url] = dict(row._mapping)
     found: set[tuple[str, str]] = set()
-    if not page_urls:
-        return found
-    hashes = sorted({record.content_hash for record in records if record.url in page_urls.values()})
+    if not states:
+        return found, states
+    page_urls = {state["id"]: url for url, state in states.items()}
+    hashes = sorted({record.content_hash for record in records if record.url in states})
     for part in chunks(sorted(page_urls)):
-        for page_id, content_hash in session.execute(
-            select(_SNAPSHOT.c.page_id, _SNAPSHOT.c.content_hash)
-            .where(_SNAPSHOT.c.page_id.in_(part), _SNAPSHOT.c.content_hash.in_(hashes))
-        ):
+        for page_id, content_hash in session.execute(_STORED_SNAPSHOTS, {"page_ids": part, "hashes": hashes}):
             found.add((page_urls[page_id], content_hash))
-    return found
+    return found, states
 
 
-def store_new(session: Session, writer: Writer, records: list[PageRecord],
-               lead_categories: frozenset[str]) -> None:
-    """Store records whose snapshots are all new (distinct (url, content_hash) pairs, none stored)."""
+def store_new(session: Session, writer: Writer, records: list[PageRecord], lead_categories: frozenset[str],
+              preloaded: dict[str, dict[str, Any]] | None = None) -> None:
+    """Store records whose snapshots are all new (distinct (url, content_hash) pairs, none stored).
+
+    ``preloaded``: the stored pages of these records' URLs as they are now (by URL), if just loaded.
+    """
     session.flush()
     result = writer.result
-    pages, latest, inserted = _pages(session, writer, records)
+    pages, latest, inserted = _pages(session, writer, records, preloaded)
     snapshot_ids = _snapshots(session, records, pages)
     result.new_snapshots += len(snapshot_ids)
     for record, snapshot_id, is_latest in zip(records, snapshot_ids, latest):
@@ -105,20 +132,18 @@ def store_new(session: Session, writer: Writer, records: list[PageRecord],
             evidence.extend(rows)
             owners.extend([record.url] * len(rows))
     if evidence:
-        execute_rows(session, insert(_EVIDENCE), _EVIDENCE, evidence, owners)
+        execute_rows(session, _INSERT_EVIDENCE, _EVIDENCE, evidence, owners)
     # A page inserted by this run already holds its final seen times: only its snapshot is new.
     known = [url for url in pages if url not in inserted]
     if known:
         changed = [{"page_id": pages[url]["id"], **{f"new_{name}": pages[url][name] for name in _PAGE_FIELDS}}
                    for url in known]
-        execute_rows(session, update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
-            {name: bindparam(f"new_{name}") for name in _PAGE_FIELDS}), _PAGE, changed, known)
+        execute_rows(session, _UPDATE_PAGE, _PAGE, changed, known)
     fresh = [url for url in pages if url in inserted]
     if fresh:
         linked = [{"page_id": pages[url]["id"], "new_last_snapshot_id": pages[url]["last_snapshot_id"]}
                   for url in fresh]
-        execute_rows(session, update(_PAGE).where(_PAGE.c.id == bindparam("page_id")).values(
-            last_snapshot_id=bindparam("new_last_snapshot_id")), _PAGE, linked, fresh)
+        execute_rows(session, _LINK_SNAPSHOT, _PAGE, linked, fresh)
     work: list[tuple[PageRecord, list[dict[str, Any]], Placing | None]] = []
     for record, snapshot_id in zip(records, snapshot_ids):
         rows = _finding_rows(record, snapshot_id)
@@ -140,19 +165,19 @@ def store_new(session: Session, writer: Writer, records: list[PageRecord],
     result.new_leads += grouper.new_leads
 
 
-_PAGE_FIELDS = ("first_seen", "last_seen", "last_status", "requested_url", "last_snapshot_id")
 
-
-def _pages(session: Session, writer: Writer,
-           records: list[PageRecord]) -> tuple[dict[str, dict[str, Any]], list[bool], set[str]]:
+def _pages(session: Session, writer: Writer, records: list[PageRecord],
+           preloaded: dict[str, dict[str, Any]] | None) -> tuple[dict[str, dict[str, Any]], list[bool], set[str]]:
     """Every page of the run (loaded or inserted) with its seen times after the run, which
     records are their page's latest fetch at their turn, and the URLs of the pages inserted."""
     urls = list(dict.fromkeys(record.url for record in records))
     pages: dict[str, dict[str, Any]] = {}
-    for part in chunks(urls):
-        for row in session.execute(select(_PAGE.c.id, _PAGE.c.url, *(_PAGE.c[name] for name in _PAGE_FIELDS))
-                                   .where(_PAGE.c.url.in_(part))):
-            pages[row.url] = dict(row._mapping)
+    if preloaded is not None:
+        pages = {url: dict(preloaded[url]) for url in urls if url in preloaded}
+    else:
+        for part in chunks(urls):
+            for row in session.execute(_PAGE_STATES, {"urls": part}):
+                pages[row.url] = dict(row._mapping)
     new: list[dict[str, Any]] = []
     latest: list[bool] = []
     for record in records:
@@ -176,11 +201,11 @@ def _pages(session: Session, writer: Writer,
     if new:
         rows = [{key: value for key, value in state.items() if key not in ("id", "last_snapshot_id")}
                 for state in new]
-        execute_rows(session, insert(_PAGE), _PAGE, rows, [state["url"] for state in new])
+        execute_rows(session, _INSERT_PAGE, _PAGE, rows, [state["url"] for state in new])
         # Read the ids back by url (unique): on SQLite, RETURNING in parameter order means a statement per row.
         ids: dict[str, int] = {}
         for part in chunks([state["url"] for state in new]):
-            ids.update(session.execute(select(_PAGE.c.url, _PAGE.c.id).where(_PAGE.c.url.in_(part))).all())
+            ids.update(session.execute(_PAGE_IDS_BY_URL, {"urls": part}).all())
         for state in new:
             state["id"] = ids[state["url"]]
     return pages, latest, {state["url"] for state in new}
@@ -203,14 +228,11 @@ def _snapshots(session: Session, records: list[PageRecord], pages: dict[str, dic
         "score": float(record.score),
         "rules_version": record.rules_version,
     } for record in records]
-    execute_rows(session, insert(_SNAPSHOT), _SNAPSHOT, rows, [record.url for record in records])
+    execute_rows(session, _INSERT_SNAPSHOT, _SNAPSHOT, rows, [record.url for record in records])
     # (page_id, content_hash) is unique and every pair of the run is new: read the ids back by it.
     ids: dict[tuple[int, str], int] = {}
     for part in chunks(sorted({row["page_id"] for row in rows})):
-        for snapshot_id, page_id, content_hash in session.execute(
-            select(_SNAPSHOT.c.id, _SNAPSHOT.c.page_id, _SNAPSHOT.c.content_hash)
-            .where(_SNAPSHOT.c.page_id.in_(part))
-        ):
+        for snapshot_id, page_id, content_hash in session.execute(_SNAPSHOT_IDS, {"page_ids": part}):
             ids[(page_id, content_hash)] = snapshot_id
     return [ids[(row["page_id"], row["content_hash"])] for row in rows]
 

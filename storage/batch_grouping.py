@@ -17,15 +17,17 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy
 from rapidfuzz import fuzz, process
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage import audit
 from storage.grouping import (
+    KEY_LENGTH,
     LOCAL_TZ,
     NAME_CUTOFF,
     Link,
@@ -46,6 +48,30 @@ _IDENT = LeadIdentifier.__table__
 _FINDING = Finding.__table__
 _LEAD = Lead.__table__
 _AUDIT = AuditEvent.__table__
+
+# Built once (see storage.batch): construction and cache keys are not paid per batch.
+_PAGE_ROWS = select(_IDENT.c.id, _IDENT.c.lead_id, _IDENT.c.page_id, _IDENT.c.kind, _IDENT.c.value,
+                    _IDENT.c.raw, _IDENT.c.first_seen, _IDENT.c.last_seen).where(
+    _IDENT.c.page_id.in_(bindparam("page_ids", expanding=True)))
+_SPLITS = select(LeadSplit.__table__.c.from_lead_id, LeadSplit.__table__.c.to_lead_id)
+_TAKEN_KEYS = select(_LEAD.c.key).where(_LEAD.c.key.in_(bindparam("keys", expanding=True)))
+_NAME_COUNTS = (select(_IDENT.c.lead_id, _IDENT.c.raw, func.count(_IDENT.c.page_id.distinct()))
+                .where(_IDENT.c.lead_id.in_(bindparam("lead_ids", expanding=True)), _IDENT.c.kind == "name")
+                .group_by(_IDENT.c.lead_id, _IDENT.c.raw))
+_INSERT_LEAD = insert(_LEAD)
+_INSERT_FINDING = insert(_FINDING)
+_INSERT_IDENT = insert(_IDENT)
+_INSERT_AUDIT = insert(_AUDIT)
+_UPDATE_IDENT = update(_IDENT).where(_IDENT.c.id == bindparam("row_id")).values(
+    first_seen=bindparam("new_first"), last_seen=bindparam("new_last"))
+
+
+@lru_cache(maxsize=64)
+def _holders(kinds: tuple[str, ...]) -> Select:
+    """Leads holding any of the given values of ``kinds`` (one expanding parameter per kind)."""
+    condition = or_(*(and_(_IDENT.c.kind == kind, _IDENT.c.value.in_(bindparam(f"values_{n}", expanding=True)))
+                      for n, kind in enumerate(kinds)))
+    return select(_IDENT.c.lead_id, _IDENT.c.kind, _IDENT.c.value).where(condition).distinct()
 
 
 @dataclass
@@ -99,6 +125,12 @@ class BatchGrouper:
         self.pending_audit: list[dict[str, Any]] = []
         self.touched: set[int] = set()
         self.leads = LeadStates(session)
+        # Lead keys this batch may want (new leads take the key of their page's identifiers), looked up
+        # at once: only one already taken, by an earlier batch or by this one, needs unique_key's query.
+        self.taken_keys: set[str] = set()
+        wanted_keys = sorted({lead_key(p.key_ids, p.url)[:KEY_LENGTH] for p in placings if p.key_ids is not None})
+        for part in chunks(wanted_keys):
+            self.taken_keys.update(session.scalars(_TAKEN_KEYS, {"keys": part}))
         self._load()
 
     # -- loading ---------------------------------------------------------------------------------
@@ -140,10 +172,8 @@ class BatchGrouper:
             by_kind: dict[str, list[str]] = defaultdict(list)
             for kind, value in part:
                 by_kind[kind].append(value)
-            condition = or_(*(and_(LeadIdentifier.kind == kind, LeadIdentifier.value.in_(values))
-                              for kind, values in by_kind.items()))
-            rows = session.execute(select(LeadIdentifier.lead_id, LeadIdentifier.kind, LeadIdentifier.value)
-                                   .where(condition).distinct())
+            rows = session.execute(_holders(tuple(by_kind)),
+                                   {f"values_{n}": values for n, values in enumerate(by_kind.values())})
             for lead_id, kind, value in rows:
                 if kind == "name":
                     self.names[value].add(lead_id)
@@ -151,15 +181,12 @@ class BatchGrouper:
                     self.strong[(kind, value)].add(lead_id)
         self.rows: dict[tuple[int, int, str, str], _Row] = {}
         for part in chunks(self.page_ids):
-            for row in session.execute(select(
-                LeadIdentifier.id, LeadIdentifier.lead_id, LeadIdentifier.page_id, LeadIdentifier.kind,
-                LeadIdentifier.value, LeadIdentifier.raw, LeadIdentifier.first_seen, LeadIdentifier.last_seen,
-            ).where(LeadIdentifier.page_id.in_(part))):
+            for row in session.execute(_PAGE_ROWS, {"page_ids": part}):
                 self.rows[(row.lead_id, row.page_id, row.kind, row.value)] = _Row(
                     row.id, row.raw, row.first_seen, row.last_seen)
         lead_ids = set().union(*self.strong.values(), *self.names.values())
         self.leads.load(lead_ids)
-        self.splits = session.execute(select(LeadSplit.from_lead_id, LeadSplit.to_lead_id)).all()
+        self.splits = session.execute(_SPLITS).all()
         self._apart: set[frozenset[int]] | None = None
 
     def root(self, lead_id: int) -> int:
@@ -225,14 +252,20 @@ class BatchGrouper:
             names = [ident.raw for ident in item.ids if ident.kind == "name"]
             # A Core INSERT (the ORM adds a flush per lead); the "create" audit row is queued and
             # written before any merge or reopen adds rows, in the order the ORM wrote them.
+            key = lead_key(old, item.url)
+            if key[:KEY_LENGTH] in self.taken_keys:
+                key = unique_key(session, key)
+            else:
+                key = key[:KEY_LENGTH]
+            self.taken_keys.add(key)
             values = {
-                "key": unique_key(session, lead_key(old, item.url)),
+                "key": key,
                 "name": max(names, key=lambda raw: _name_rank(raw, 1)) if names else item.title.strip() or item.url,
                 "status": "new", "severity": severity, "score": float(item.score), "categories": sorted(categories),
                 "first_seen": item.fetched_at, "last_seen": item.fetched_at, "status_changed_at": utcnow(),
                 "merged_into_id": None,
             }
-            lead_id = session.execute(insert(_LEAD), values).inserted_primary_key[0]
+            lead_id = session.execute(_INSERT_LEAD, values).inserted_primary_key[0]
             self.leads.add(lead_id, values)
             self.new_leads += 1
             self.pending_audit.append(audit.values(lead_id, "create", audit.SYSTEM_ACTOR, to_status="new",
@@ -313,19 +346,17 @@ class BatchGrouper:
         session.flush()
         self._write_audit()
         if self.pending_findings:
-            execute_rows(session, insert(_FINDING), _FINDING, self.pending_findings, self.pending_owners)
+            execute_rows(session, _INSERT_FINDING, _FINDING, self.pending_findings, self.pending_owners)
             self.pending_findings, self.pending_owners = [], []
         new = [{"lead_id": k[0], "page_id": k[1], "kind": k[2], "value": k[3], "raw": row.raw,
                 "first_seen": row.first_seen, "last_seen": row.last_seen}
                for k, row in self.rows.items() if row.id is None]
         if new:
-            execute_rows(session, insert(_IDENT), _IDENT, new, [self.owner] * len(new))
+            execute_rows(session, _INSERT_IDENT, _IDENT, new, [self.owner] * len(new))
         changed = [{"row_id": row.id, "new_first": row.first_seen, "new_last": row.last_seen}
                    for row in self.rows.values() if row.id is not None and row.dirty]
         if changed:
-            execute_rows(session, update(_IDENT).where(_IDENT.c.id == bindparam("row_id")).values(
-                first_seen=bindparam("new_first"), last_seen=bindparam("new_last")), _IDENT, changed,
-                [self.owner] * len(changed))
+            execute_rows(session, _UPDATE_IDENT, _IDENT, changed, [self.owner] * len(changed))
         for row in self.rows.values():
             row.dirty = False
         self._refresh_names()
@@ -335,7 +366,7 @@ class BatchGrouper:
 
     def _write_audit(self) -> None:
         if self.pending_audit:
-            execute_rows(self.session, insert(_AUDIT), _AUDIT, self.pending_audit,
+            execute_rows(self.session, _INSERT_AUDIT, _AUDIT, self.pending_audit,
                          [self.owner] * len(self.pending_audit))
             self.pending_audit = []
 
@@ -344,10 +375,7 @@ class BatchGrouper:
             return
         counts: dict[int, list[tuple[str, int]]] = defaultdict(list)
         for part in chunks(sorted(self.touched)):
-            rows = self.session.execute(
-                select(LeadIdentifier.lead_id, LeadIdentifier.raw, func.count(LeadIdentifier.page_id.distinct()))
-                .where(LeadIdentifier.lead_id.in_(part), LeadIdentifier.kind == "name")
-                .group_by(LeadIdentifier.lead_id, LeadIdentifier.raw))
+            rows = self.session.execute(_NAME_COUNTS, {"lead_ids": part})
             for lead_id, raw, pages in rows:
                 counts[lead_id].append((raw, pages))
         for lead_id, found in counts.items():

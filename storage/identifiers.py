@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from storage.scan import finditer_from, finditer_near
+from storage.scan import StartChars, finditer_from, finditer_near
 from storage.width import width_fold as _width_fold
 
 LEAD_KEY_LENGTH = 255
@@ -70,8 +70,10 @@ _WECHAT = re.compile(
 )
 # The first character of every _WECHAT match (same flags, so case folding is the same).
 _WECHAT_START = re.compile("[微vw加威薇徽]", re.IGNORECASE)
+# The characters each start class matches, listed for one lookup pass (a test checks every code point).
+_STARTS = StartChars({"mobile": "+018", "landline": "(0", "wechat": "微vVwW加威薇徽"})
 _QQ_WORDS = ("扣扣", "企鹅")
-_QQ_LATIN = re.compile("qq", re.IGNORECASE)
+_QQ_LATIN = re.compile("qq", re.IGNORECASE)  # only "q" and "Q" fold to "q"
 _QQ = re.compile(r"(?:(?<![A-Za-z])qq|扣扣|企鹅)(?:号|群)?[ \t]*[:：]?[ \t]*([1-9]\d{4,10})(?!\d)", re.IGNORECASE)
 _USCC = re.compile(r"统一社会信用代码[ \t]*[:：]?[ \t]*([0-9A-HJ-NPQRTUWXY]{18})(?![0-9A-Z])", re.IGNORECASE)
 _LICENSE = re.compile(r"办学许可证(?:号|编号)?[ \t]*[:：]?[ \t]*([\u4e00-\u9fff]{0,4}\d{6,24})号?")
@@ -180,20 +182,20 @@ def _landline(match: re.Match[str]) -> str | None:
     return f"{area}-{number}"
 
 
-def _phone_matches(text: str, raw_text: str | None = None) -> list[tuple[str, str]]:
-    """(normalised number, raw text) for every phone in normalised ``text``.
-
-    ``raw_text`` is the same text before Chinese digit folding (same length).
-    """
+def _phone_matches(text: str, raw_text: str | None = None,
+                   starts: dict[str, list[int]] | None = None) -> list[tuple[str, str]]:
+    """(normalised number, raw text) for every phone in normalised ``text``; ``raw_text`` is the same
+    text before Chinese digit folding (same length), ``starts`` its ``_STARTS.positions`` if known."""
     raw_text = text if raw_text is None else raw_text
     found: list[tuple[int, str, str]] = []
     taken: list[tuple[int, int]] = []
     if _PHONE_DIGITS.search(text) is None:
         return []
-    for match in finditer_from(_MOBILE, _MOBILE_START, text):
+    starts = _STARTS.positions(text) if starts is None else starts
+    for match in finditer_from(_MOBILE, _MOBILE_START, text, starts["mobile"]):
         found.append((match.start(), re.sub(r"\D", "", match.group(1)), raw_text[slice(*match.span())]))
         taken.append(match.span())
-    for match in finditer_from(_LANDLINE, _LANDLINE_START, text):
+    for match in finditer_from(_LANDLINE, _LANDLINE_START, text, starts["landline"]):
         if any(start < match.end() and match.start() < end for start, end in taken):
             continue
         number = _landline(match)
@@ -248,7 +250,8 @@ _Scan = tuple[list[tuple[str, str]], list[re.Match[str]]]
 
 def _scan(chunk: str, raw_chunk: str) -> _Scan:
     """The phones (normalised, raw) and _WECHAT matches of one chunk, shared by both passes over it."""
-    return _phone_matches(chunk, raw_chunk), list(finditer_from(_WECHAT, _WECHAT_START, chunk))
+    at = _STARTS.positions(chunk)
+    return _phone_matches(chunk, raw_chunk, at), list(finditer_from(_WECHAT, _WECHAT_START, chunk, at["wechat"]))
 
 
 def _identifiers_in(chunks: list[tuple[str, str, str]], scans: list[_Scan] | None = None) -> Identifiers:
@@ -311,7 +314,7 @@ def extract_page(title: str, text: str,
             add("phone", number, raw)
         for match in wechat:
             add("wechat", match.group(1).lower(), match.group(0))
-        if _has(chunk, _QQ_WORDS) or _QQ_LATIN.search(chunk):
+        if _has(chunk, _QQ_WORDS) or (("q" in chunk or "Q" in chunk) and _QQ_LATIN.search(chunk)):
             for match in _QQ.finditer(chunk):
                 add("qq", match.group(1), match.group(0))
         if "统一社会信用代码" in chunk:

@@ -7,6 +7,9 @@ prefix-optimised search for those finds the few positions worth trying, and ``Pa
 at each of them in order gives exactly the matches ``finditer`` would (lookbehinds still see the
 text before the position). Where the candidates are dense, ``finditer`` itself is cheaper and
 is used instead: the matches are the same either way.
+
+The start positions themselves come from ``StartChars``: one code-point lookup (numpy) finds those
+of several start classes at once, where a regex scan for a character class costs a pass each.
 """
 
 from __future__ import annotations
@@ -14,13 +17,40 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import numpy
+
+from storage.width import code_points
+
 # Above one candidate position per this many characters, a plain scan costs less than the tries.
 _DENSE = 24
 
 
-def finditer_from(pattern: re.Pattern[str], starts: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
-    """``pattern.finditer(text)``, given ``starts``: one character class that every match begins with."""
-    positions = [start.start() for start in starts.finditer(text)]
+class StartChars:
+    """Where in a text the characters of a few named sets are, found in one pass for all sets."""
+
+    def __init__(self, sets: dict[str, str]) -> None:
+        if len(sets) > 8:
+            raise ValueError("StartChars holds at most 8 character sets")
+        self.bits = {name: 1 << n for n, name in enumerate(sets)}
+        self.table = numpy.zeros(0x110000, dtype=numpy.uint8)
+        for name, chars in sets.items():
+            self.table[[ord(char) for char in chars]] |= self.bits[name]
+
+    def positions(self, text: str) -> dict[str, list[int]]:
+        """For every set, the indexes of ``text`` that hold one of its characters, in order."""
+        flags = self.table[code_points(text)]
+        return {name: numpy.flatnonzero(flags & bit).tolist() for name, bit in self.bits.items()}
+
+
+def finditer_from(pattern: re.Pattern[str], starts: re.Pattern[str], text: str,
+                  positions: list[int] | None = None) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)``, given ``starts``: one character class that every match begins with.
+
+    ``positions``, when given, are the indexes of every match of ``starts`` in ``text`` (see
+    ``StartChars``), which saves the scan for them.
+    """
+    if positions is None:
+        positions = [start.start() for start in starts.finditer(text)]
     if len(positions) * _DENSE > len(text):
         yield from pattern.finditer(text)
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+import numpy
 import pytest
 from sqlalchemy import func, select
 
@@ -287,3 +288,111 @@ def test_each_new_lead_has_one_create_audit_row_before_its_merge(db: Database) -
                          (newer.id, "create", "new", "新线索：https://b.example/2")]
     assert sorted((lead_id, action) for lead_id, action, _, _ in trail[2:]) == [
         (older.id, "merge"), (newer.id, "merge")]
+
+
+# ---------------------------------------------------------------- lookups done once per batch
+
+
+def _hand_made_lead(db: Database, key: str) -> None:
+    """A lead row holding ``key`` but no identifiers (as a key can outlive what it was made from)."""
+    with db.transaction() as session:
+        session.add(Lead(key=key, name="旧线索", status="new", severity=1, score=0.1, categories=["banned_ad"],
+                         first_seen=T0, last_seen=T0))
+
+
+def test_lead_keys_taken_before_a_batch_get_the_next_free_suffix(db: Database) -> None:
+    store_batch(db, None, [page("https://a.example/0", "普通新闻")])
+    # Rows written between two batches: the next batch looks its keys up again.
+    _hand_made_lead(db, "phone:13900000001")
+    _hand_made_lead(db, "phone:13900000001#2")
+    _hand_made_lead(db, "phone:13900000002")
+    store_batch(db, None, [
+        page("https://a.example/1", "小升初 13900000001", findings=[finding()]),
+        page("https://a.example/2", "小升初 13900000002", findings=[finding()]),
+        page("https://a.example/3", "小升初 13900000003", findings=[finding()]),
+    ])
+    with db.session() as session:
+        made = session.execute(select(Lead.key, Lead.name).where(Lead.name != "旧线索").order_by(Lead.id)).all()
+    assert [key for key, _ in made] == ["phone:13900000001#3", "phone:13900000002#2", "phone:13900000003"]
+    # A later page with the same phone joins the lead that holds it, whatever its key.
+    result = store_batch(db, None, [page("https://a.example/4", "初二 13900000001", findings=[finding()])])
+    assert result.new_leads == 0
+    assert [view.urls for view in list_leads(db, all=True) if "https://a.example/4" in view.urls] == [
+        ["https://a.example/1", "https://a.example/4"]]
+
+
+def test_run_counters_add_up_over_batches_and_a_missing_run_stores_nothing(db: Database) -> None:
+    run_id = start_run(db, "demo", "demo_site", {})
+    store_batch(db, run_id, [page("https://a.example/1", "小升初 13800000001", findings=[finding()]),
+                             page("https://a.example/2", "普通新闻")])
+    store_batch(db, run_id, [page("https://a.example/3", "初二 13800000003",
+                                  findings=[finding(), finding(rule="ban.holiday", start=3, end=5)])])
+    summary = run_summary(db, run_id)
+    assert (summary["pages"], summary["new_findings"], summary["new_leads"]) == (3, 3, 2)
+    before = counts(db)
+    with pytest.raises(StorageError, match="找不到编号为 999 的抓取批次"):
+        store_batch(db, 999, [page("https://a.example/9", "小升初 13800000009", findings=[finding()])])
+    assert counts(db) == before
+
+
+def test_batch_source_lookup_sees_a_source_registered_between_batches(db: Database) -> None:
+    store_batch(db, None, [page("https://a.example/1", "普通新闻", source="late")])
+    with db.session() as session:
+        assert session.execute(select(Source.name, Source.kind)).all() == [("late", "unknown")]
+    start_run(db, "later", "site", {"start_urls": []})
+    store_batch(db, None, [page("https://a.example/2", "普通新闻", source="later"),
+                           page("https://a.example/3", "普通新闻", source="late")])
+    with db.session() as session:
+        owners = dict(session.execute(select(Page.url, Source.name).join(Source, Source.id == Page.source_id)).all())
+        assert session.scalar(select(func.count()).select_from(Source)) == 2
+    assert owners == {"https://a.example/1": "late", "https://a.example/2": "later", "https://a.example/3": "late"}
+
+
+# ---------------------------------------------------------------- code-point tables of the identifier scan
+
+
+_EVERY_CHARACTER = "".join(map(chr, range(0x110000)))
+
+
+def test_start_sets_hold_exactly_what_the_start_patterns_match() -> None:
+    from storage import identifiers as ids
+
+    for name, pattern in (("mobile", ids._MOBILE_START), ("landline", ids._LANDLINE_START),
+                          ("wechat", ids._WECHAT_START)):
+        listed = numpy.flatnonzero(ids._STARTS.table & ids._STARTS.bits[name]).tolist()
+        assert listed == [ord(char) for char in pattern.findall(_EVERY_CHARACTER)], name
+
+
+def test_start_positions_are_every_match_of_the_start_patterns() -> None:
+    from storage import identifiers as ids
+
+    text = "电话：１３８ 0013 8000（王老师），(0571)88886666 加V: Wang_88 微信 vx123456" * 3 + "\ud800" + "𝐀0"
+    found = ids._STARTS.positions(text)
+    assert found["mobile"] == [m.start() for m in ids._MOBILE_START.finditer(text)]
+    assert found["landline"] == [m.start() for m in ids._LANDLINE_START.finditer(text)]
+    assert found["wechat"] == [m.start() for m in ids._WECHAT_START.finditer(text)]
+    assert found["mobile"][-1] == len(text) - 1  # indexes count code points, astral ones included
+
+
+def test_width_fold_flags_match_the_fold_table_and_the_context_class() -> None:
+    from storage import width
+
+    width.width_fold("ａ")  # builds the tables
+    flags = width._FLAGS
+    assert flags is not None and width._FOLD is not None
+    assert numpy.flatnonzero(flags & width._FOLDS).tolist() == sorted(width._FOLD)
+    context = [ord(char) for char in width._NFKC_CONTEXT.findall(_EVERY_CHARACTER)]
+    assert numpy.flatnonzero(flags & width._CONTEXT).tolist() == context
+
+
+def test_width_fold_of_long_text_equals_nfkc_with_ascii_dashes() -> None:
+    import unicodedata
+
+    from storage import width
+
+    base = "报名电话：１３８－００１３－８０００，ＱＱ：１２３４５　（东城校区）" + "初三数学一对一辅导，保证提分！" * 200
+    for text in (base, base + "\ud800", base + "ｅ\u0301", base + "𝐀", "plain ascii", ""):
+        expected = unicodedata.normalize("NFKC", text) if "\ud800" not in text else None
+        if expected is None:  # a lone surrogate: folded like the rest, kept as it is
+            expected = unicodedata.normalize("NFKC", text[:-1]) + "\ud800"
+        assert width.width_fold(text) == expected.translate(str.maketrans({c: "-" for c in "‐‑‒–—―−"}))
