@@ -130,13 +130,14 @@ def _fields(doc, selectors: dict[str, str]) -> dict[str, list[str]]:
     return fields
 
 
-_TITLE = etree.XPath("(.//title)[1]")
 _IMAGE_SOURCES = etree.XPath("//img/@src")
 
 
 def _title(doc) -> str:
-    found = _TITLE(doc)
-    return " ".join((found[0].text or "").split()) if found else ""
+    # The first <title> in document order, found lazily: it is in <head>, so the walk stops there
+    # instead of visiting every element of the page as an XPath search would.
+    found = next(doc.iterdescendants("title"), None)
+    return " ".join((found.text or "").split()) if found is not None else ""
 
 
 def _images(doc, base_url: str) -> list[str]:
