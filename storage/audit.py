@@ -94,21 +94,9 @@ def values(
     }
 
 
-def record(
-    session: Session,
-    lead_id: int,
-    action: str,
-    actor: str,
-    *,
-    from_status: str | None = None,
-    to_status: str | None = None,
-    reason: str = "",
-    details: dict[str, Any] | None = None,
-    at: datetime | None = None,
-) -> AuditEvent:
-    """Append one audit row for ``lead_id`` inside the caller's transaction."""
-    event = AuditEvent(**values(lead_id, action, actor, from_status=from_status, to_status=to_status,
-                                reason=reason, details=details, at=at))
+def record(session: Session, lead_id: int, action: str, actor: str, **fields: Any) -> AuditEvent:
+    """Append one audit row for ``lead_id`` inside the caller's transaction (``fields`` as for ``values``)."""
+    event = AuditEvent(**values(lead_id, action, actor, **fields))
     session.add(event)
     return event
 
