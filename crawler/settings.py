@@ -7,6 +7,8 @@ project root; the ``xunjian`` CLI starts from the same module and overrides a fe
 import os
 import shutil
 
+from crawler.version import XUNJIAN_VERSION
+
 BOT_NAME = "xunjian"
 SPIDER_MODULES = ["spiders"]
 NEWSPIDER_MODULE = "spiders"
@@ -26,7 +28,7 @@ XUNJIAN_LEAD_CATEGORIES = ["banned_ad", "exaggerated_marketing", "disguised_tuto
 XUNJIAN_CHROMIUM = os.environ.get("XUNJIAN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 # --- politeness --------------------------------------------------------------------------------
-USER_AGENT = f"xunjian/0.4 (compliance patrol; +mailto:{XUNJIAN_CONTACT})"
+USER_AGENT = f"xunjian/{XUNJIAN_VERSION} (compliance patrol; +mailto:{XUNJIAN_CONTACT})"
 ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 8

@@ -264,6 +264,10 @@ def test_source_politeness_becomes_crawler_settings():
     assert s.getfloat("CLOSESPIDER_TIMEOUT") == 150.0 and s.getint("CLOSESPIDER_PAGECOUNT") == 77
     assert s.getint("DEPTH_LIMIT") == 4
     assert "xunjian" in s.get("USER_AGENT") and "mailto:" in s.get("USER_AGENT")
+    # The User-Agent names the version that is crawling (the installed package's, not a stale literal).
+    from importlib.metadata import version
+
+    assert s.get("USER_AGENT").startswith(f"xunjian/{version('xunjian')} ")
     # A source without its own values keeps the global defaults.
     plain = Settings()
     plain.setmodule("crawler.settings", priority="project")

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timezone
-from importlib.metadata import PackageNotFoundError, version
 
 from crawler.db import database_for
-from crawler.evidence.screenshot import BrowserCapture, Screenshotter, ScreenshotError
+from crawler.evidence.screenshot import BrowserCapture, ScreenshotError, Screenshotter
 from crawler.evidence.warc import WARC_EXT, WARC_MEDIA_TYPE, HttpExchange, warc_bytes
 from crawler.items import PageItem
+from crawler.version import XUNJIAN_VERSION, package_version
 from spiders.base import exchange_fields
 from storage.errors import StorageError
 from storage.evidence import EvidenceStore, snapshot_has_evidence
@@ -30,14 +30,7 @@ logger = logging.getLogger(__name__)
 STATS = "xunjian/evidence"
 
 
-def _version(package: str) -> str:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "unknown"
-
-
-SOFTWARE = f"xunjian/{_version('xunjian')} (Scrapy {_version('scrapy')}; warcio {_version('warcio')})"
+SOFTWARE = f"xunjian/{XUNJIAN_VERSION} (Scrapy {package_version('scrapy')}; warcio {package_version('warcio')})"
 
 
 def exchange_of(item: PageItem) -> HttpExchange:
