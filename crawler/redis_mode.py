@@ -13,6 +13,12 @@ The subclasses below adapt scrapy-redis 0.9 to xunjian without patching the libr
 * a process that runs out of work closes only when the frontier is exhausted everywhere: the queue is
   empty and no other live worker is busy (each worker keeps a heartbeat in ``:workers``; entries
   older than ``XUNJIAN_REDIS_STALE`` seconds, e.g. from a killed process, are ignored);
+* a worker with nothing to do while a peer is still busy asks Redis for work every
+  ``XUNJIAN_REDIS_IDLE_POLL`` seconds (default 0.5) and hands what it finds to its engine with
+  ``engine.crawl()``; left alone, Scrapy would look at the scheduler again only at its next idle check,
+  5 s later, so a worker joining an empty queue (or finding it drained for a moment) sat out 5 s; the
+  same poll closes the worker as soon as the frontier is exhausted everywhere (queue empty, no busy
+  peer) instead of at that next idle check;
 * the last worker to finish clears the queue and the duplicate filter so the next run starts afresh;
   with a run label (``XUNJIAN_REDIS_RUN``, e.g. the scheduled fire time) it also leaves a ``:done``
   marker, and a process joining that run later closes at once (reason ``redis_frontier_done``).
@@ -31,11 +37,13 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from redis.exceptions import RedisError
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider
+from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import load_object
 from scrapy_redis import connection
 from scrapy_redis.dupefilter import RFPDupeFilter
@@ -46,12 +54,17 @@ from crawler.health import FRONTIER_DONE
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
+IDLE_POLL_SECONDS = 0.5  # how often an idle worker asks the shared queue for work
 DONE_MARKER_TTL = 7 * 24 * 3600
 KEY_TTL = 7 * 24 * 3600  # default lifetime of a labelled run's queue, filter and workers keys
 
 
-class RedisUnavailable(RuntimeError):
-    """The shared frontier's Redis server cannot be reached; ``str()`` is one line for the inspector."""
+class RedisSetupError(RuntimeError):
+    """Redis mode cannot start (bad setting, unreachable server); ``str()`` is one line for the inspector."""
+
+
+class RedisUnavailable(RedisSetupError):
+    """The shared frontier's Redis server cannot be reached."""
 
 
 def redis_overlay(url: str | None, run: str | None = None) -> dict[str, Any]:
@@ -62,6 +75,7 @@ def redis_overlay(url: str | None, run: str | None = None) -> dict[str, Any]:
         "XUNJIAN_REDIS_URL": url,
         "XUNJIAN_REDIS_RUN": run if run is not None else os.environ.get("XUNJIAN_REDIS_RUN", ""),
         "XUNJIAN_REDIS_STALE": float(os.environ.get("XUNJIAN_REDIS_STALE", "60")),
+        "XUNJIAN_REDIS_IDLE_POLL": os.environ.get("XUNJIAN_REDIS_IDLE_POLL", "").strip() or IDLE_POLL_SECONDS,
         "XUNJIAN_REDIS_KEY_TTL": os.environ.get("XUNJIAN_REDIS_KEY_TTL", "").strip() or KEY_TTL,
         "REDIS_URL": url,
         "SCHEDULER": "crawler.redis_mode.SharedFrontierScheduler",
@@ -82,9 +96,15 @@ def apply_redis_mode(settings, url: str | None = None) -> bool:
 
 
 def check_redis(settings) -> None:
-    """Raise RedisUnavailable (one line) when the overlay is on and its Redis does not answer."""
+    """Raise RedisSetupError (one line) when the overlay is on and a setting is invalid or its Redis
+    does not answer."""
     if settings.get("SCHEDULER") != "crawler.redis_mode.SharedFrontierScheduler":
         return
+    try:
+        _key_ttl(settings)
+        _idle_poll(settings.get("XUNJIAN_REDIS_IDLE_POLL", IDLE_POLL_SECONDS))
+    except ValueError as exc:
+        raise RedisSetupError(str(exc)) from exc
     server = connection.from_settings(settings)
     try:
         server.ping()
@@ -102,6 +122,16 @@ def _key_ttl(settings) -> int:
         value = -1
     if value < 0:
         raise ValueError(f"环境变量 XUNJIAN_REDIS_KEY_TTL 应为非负的秒数，实际为 {raw!r}")
+    return value
+
+
+def _idle_poll(raw) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"环境变量 XUNJIAN_REDIS_IDLE_POLL 应为正的秒数，实际为 {raw!r}")
     return value
 
 
@@ -128,10 +158,15 @@ class SourceDupeFilter(RFPDupeFilter):
 class SharedFrontierScheduler(Scheduler):
     """scrapy-redis's scheduler with per-source keys, one-time seeding and cluster-wide idle close."""
 
-    def __init__(self, server, *args, stale_after: float = 60.0, key_ttl: int = 0, **kwargs):
+    def __init__(self, server, *args, stale_after: float = 60.0, key_ttl: int = 0,
+                 idle_poll: float = IDLE_POLL_SECONDS, **kwargs):
         super().__init__(server, *args, **kwargs)
         self.stale_after = stale_after
         self.key_ttl = key_ttl  # seconds; applied only to a labelled run's keys
+        self.idle_poll = idle_poll
+        self._poll = None  # LoopingCall asking Redis for work while idle
+        self._handing = None  # the request being handed to the engine by the idle poll
+        self._local: deque = deque()  # requests taken from Redis by the idle poll, not yet downloading
         self.labelled = False
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.busy = True
@@ -158,6 +193,7 @@ class SharedFrontierScheduler(Scheduler):
             serializer=serializer,
             stale_after=settings.getfloat("XUNJIAN_REDIS_STALE", 60.0),
             key_ttl=_key_ttl(settings),
+            idle_poll=_idle_poll(settings.get("XUNJIAN_REDIS_IDLE_POLL", IDLE_POLL_SECONDS)),
         )
 
     @classmethod
@@ -197,6 +233,9 @@ class SharedFrontierScheduler(Scheduler):
     def close(self, reason):
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
+        self._stop_polling()
+        while self._local:  # taken from the shared queue but never started: give them back
+            self.queue.push(self._local.popleft())
         self.server.hdel(self.workers_key, self.worker_id)
         self._refresh_expiry()  # keys created since the last heartbeat get their expiry too
         # Idle peers are closing too; a busy one may still add work, so it finishes the frontier later.
@@ -214,6 +253,10 @@ class SharedFrontierScheduler(Scheduler):
 
     # --- requests -------------------------------------------------------------------------
     def enqueue_request(self, request):
+        if request is self._handing:  # from the idle poll: already taken from the shared queue
+            self._handing = None
+            self._local.append(request)
+            return True
         if self.done_before_start:
             return False
         # Start URLs go through the shared filter even when marked dont_filter: seeded once per run.
@@ -227,14 +270,61 @@ class SharedFrontierScheduler(Scheduler):
         return True
 
     def next_request(self):
-        request = self.queue.pop(self.idle_before_close)
-        if request is not None:
-            if not self.busy:
-                self.busy = True
-                self._beat()
-            if self.stats:
+        if self._local:
+            request = self._local.popleft()  # counted as dequeued when the poll took it
+        else:
+            request = self.queue.pop(self.idle_before_close)
+            if request is not None and self.stats:
                 self.stats.inc_value("scheduler/dequeued/redis")
+        if request is not None and not self.busy:
+            self.busy = True
+            self._beat()
         return request
+
+    def __len__(self):
+        return len(self._local) + len(self.queue)
+
+    # --- asking for work while idle --------------------------------------------------------
+    def _start_polling(self) -> None:
+        if self.crawler is None or (self._poll is not None and self._poll.running):
+            return
+        from twisted.internet import task
+
+        self._poll = task.LoopingCall(self._poll_once)
+        self._poll.start(self.idle_poll, now=False).addErrback(
+            lambda failure: logger.error("idle poll of the shared queue failed: %s", failure.getErrorMessage()))
+
+    def _stop_polling(self) -> None:
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+
+    def _poll_once(self) -> None:
+        engine = getattr(self.crawler, "engine", None)
+        if engine is None or not engine.running or engine.spider is None:
+            self._stop_polling()
+            return
+        request = self.queue.pop(0)
+        if request is None:
+            if not len(self) and not self._live_peers(busy_only=True) and engine.spider_is_idle() \
+                    and not getattr(engine, "_start_error", False):
+                # The frontier is exhausted everywhere: close now, as the idle check would in up to 5 s
+                # (a failed start() is left to that check, which names it).
+                self._stop_polling()
+                deferred_from_coro(engine.close_spider_async(reason="finished")).addErrback(
+                    lambda failure: logger.error("closing after the shared frontier finished failed: %s",
+                                                 failure.getErrorMessage()))
+            return
+        self._stop_polling()  # busy again: the engine asks the scheduler itself until the next idle
+        if self.stats:
+            self.stats.inc_value("scheduler/dequeued/redis")
+            self.stats.inc_value("xunjian/redis/idle_pickups")
+        self._handing = request
+        try:
+            engine.crawl(request)  # schedules it through enqueue_request and wakes the engine up
+        finally:
+            if self._handing is request:  # never reached the scheduler: back to the shared queue
+                self._handing = None
+                self.queue.push(request)
 
     # --- cluster-wide idle detection -------------------------------------------------------
     def _beat(self) -> None:
@@ -283,5 +373,7 @@ class SharedFrontierScheduler(Scheduler):
         if self.busy:
             self.busy = False
             self._beat()
-        if len(self.queue) or self._live_peers(busy_only=True):
+        if len(self) or self._live_peers(busy_only=True):
+            self._start_polling()
             raise DontCloseSpider
+        self._stop_polling()

@@ -18,7 +18,7 @@ from scrapy import signals
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
-from crawler.redis_mode import RedisUnavailable, apply_redis_mode, check_redis
+from crawler.redis_mode import RedisSetupError, apply_redis_mode, check_redis
 from crawler.sources import Source
 from spiders.listing import ListingSpider
 from spiders.site import SiteSpider
@@ -87,7 +87,7 @@ def run_crawl(
     check_browser(sources, settings)
     try:
         check_redis(settings)
-    except RedisUnavailable as exc:
+    except RedisSetupError as exc:
         raise CrawlSetupError(str(exc)) from exc
     console = console or Console(stderr=True)
     settings.set("LOG_INSTALL_ROOT_HANDLER", log_file is not None, priority="cmdline")

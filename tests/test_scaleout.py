@@ -214,6 +214,93 @@ def test_late_process_does_not_recrawl_a_finished_run(tmp_path: Path, schemas) -
     assert health.run is not None and health.run.finish_reason == "finished" and health.run.pages >= 3
 
 
+# A worker with an empty queue while a peer is still busy. The peer is its heartbeat in Redis (what a
+# real peer writes); when the worker first goes idle the "peer" queues a page, as a peer that found a
+# link would, and it marks itself done once the worker has fetched that page.
+_IDLE_WORKER = r"""
+import json, sys, time
+import redis, scrapy
+from scrapy import signals
+from scrapy.crawler import CrawlerProcess
+from scrapy_redis.queue import PriorityQueue
+from crawler.redis_mode import redis_overlay
+
+redis_url, run, page_url = sys.argv[1:4]
+prefix = f"xunjian:{run}:idle-worker"
+client = redis.Redis.from_url(redis_url)
+client.hset(f"{prefix}:workers", "peer", f"busy:{time.time():.3f}")
+fetched, idle = [], []
+
+
+class Worker(scrapy.Spider):
+    name = "idle-worker"
+
+    async def start(self):
+        return
+        yield
+
+    def parse(self, response):
+        fetched.append(response.url)
+        client.hdel(f"{prefix}:workers", "peer")
+
+
+def on_idle(spider):
+    idle.append(time.monotonic())
+    if len(idle) == 1:
+        PriorityQueue(client, spider, f"{prefix}:requests").push(scrapy.Request(page_url))
+
+
+process = CrawlerProcess({**redis_overlay(redis_url, run), "ROBOTSTXT_OBEY": False, "LOG_LEVEL": "INFO",
+                          "TELNETCONSOLE_ENABLED": False,
+                          "EXTENSIONS": {"scrapy.extensions.telnet.TelnetConsole": None}})
+crawler = process.create_crawler(Worker)
+crawler.signals.connect(on_idle, signal=signals.spider_idle)
+process.crawl(crawler)
+process.start()
+stats = crawler.stats.get_stats()
+print(json.dumps({"fetched": fetched, "pickups": stats.get("xunjian/redis/idle_pickups", 0),
+                  "reason": stats.get("finish_reason")}))
+"""
+
+
+@needs_services
+def test_idle_worker_takes_work_a_peer_queues_without_waiting_for_scrapys_idle_check(tmp_path: Path) -> None:
+    from crawler.demo.server import start_demo_server
+
+    run_label = f"test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "access.log"
+    server = start_demo_server(access_log=log)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XUNJIAN_REDIS")}
+        proc = subprocess.run([sys.executable, "-c", _IDLE_WORKER, REDIS_URL, run_label,
+                               f"{server.url}/board/list/1.html"], cwd=ROOT, env=env, text=True,
+                              capture_output=True, timeout=120, check=False)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The page the peer queued was fetched once, taken by the idle poll (without it the worker would
+    # have waited for Scrapy's next idle check and taken it through the scheduler: no pickup counted).
+    assert [urlsplit(u).path for u in result["fetched"]] == ["/board/list/1.html"]
+    assert result["pickups"] == 1
+    assert result["reason"] == "finished"
+    assert _fetches(log) == Counter({("GET", "/board/list/1.html", "200"): 1})
+    # Nothing was left behind in the queue, and the last worker out cleared the frontier.
+    assert _redis_keys(f"xunjian:{run_label}:idle-worker:requests") == []
+
+
+@pytest.mark.parametrize(("name", "value"), [("XUNJIAN_REDIS_IDLE_POLL", "0"), ("XUNJIAN_REDIS_IDLE_POLL", "soon"),
+                                             ("XUNJIAN_REDIS_KEY_TTL", "-1")])
+def test_bad_redis_setting_is_a_one_line_error(tmp_path: Path, name: str, value: str) -> None:
+    env = {"XUNJIAN_REDIS_URL": "redis://127.0.0.1:9/0", name: value, "XUNJIAN_DEMO_URL": "http://127.0.0.1:9",
+           "XUNJIAN_DATA_DIR": str(tmp_path / "data")}
+    result = run_cli("crawl", "--sources", str(SOURCES_FILE), "--source", "huizhi",
+                     "--db", f"sqlite:///{tmp_path / 'x.db'}", env=env)
+    assert result.code == 1
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and name in lines[0] and repr(value) in lines[0], result.err
+
+
 def test_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
     import socket
 
