@@ -271,15 +271,29 @@ class SharedFrontierScheduler(Scheduler):
 
     def next_request(self):
         if self._local:
-            request = self._local.popleft()  # counted as dequeued when the poll took it
-        else:
-            request = self.queue.pop(self.idle_before_close)
-            if request is not None and self.stats:
-                self.stats.inc_value("scheduler/dequeued/redis")
-        if request is not None and not self.busy:
-            self.busy = True
-            self._beat()
+            return self._local.popleft()  # counted as dequeued when the poll took it
+        return self._take()
+
+    def _take(self):
+        """Pop a request from the shared queue, having said "busy" first when idle.
+
+        A peer decides the frontier is finished when the queue is empty and nobody is busy; were the
+        heartbeat written after the pop, a peer looking in between would see neither the request nor
+        its taker, and close the frontier (clearing the duplicate filter) under a worker still at work.
+        """
+        if not self.busy:
+            if not len(self.queue):
+                return None
+            self._set_busy(True)
+        request = self.queue.pop(self.idle_before_close)
+        if request is not None and self.stats:
+            self.stats.inc_value("scheduler/dequeued/redis")
         return request
+
+    def _set_busy(self, busy: bool) -> None:
+        if self.busy != busy:
+            self.busy = busy
+            self._beat()
 
     def __len__(self):
         return len(self._local) + len(self.queue)
@@ -303,8 +317,9 @@ class SharedFrontierScheduler(Scheduler):
         if engine is None or not engine.running or engine.spider is None:
             self._stop_polling()
             return
-        request = self.queue.pop(0)
+        request = self._take()
         if request is None:
+            self._set_busy(False)  # a peer took what was there
             if not len(self) and not self._live_peers(busy_only=True) and engine.spider_is_idle() \
                     and not getattr(engine, "_start_error", False):
                 # The frontier is exhausted everywhere: close now, as the idle check would in up to 5 s
@@ -316,7 +331,6 @@ class SharedFrontierScheduler(Scheduler):
             return
         self._stop_polling()  # busy again: the engine asks the scheduler itself until the next idle
         if self.stats:
-            self.stats.inc_value("scheduler/dequeued/redis")
             self.stats.inc_value("xunjian/redis/idle_pickups")
         self._handing = request
         try:
@@ -370,9 +384,7 @@ class SharedFrontierScheduler(Scheduler):
         """spider_idle: stay open while the shared queue has work or a live peer may still add some."""
         if self.done_before_start:
             raise CloseSpider(FRONTIER_DONE)
-        if self.busy:
-            self.busy = False
-            self._beat()
+        self._set_busy(False)
         if len(self) or self._live_peers(busy_only=True):
             self._start_polling()
             raise DontCloseSpider

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -81,6 +82,16 @@ def _redis_keys(pattern: str) -> list[str]:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         return sorted(k.decode() for k in client.scan_iter(match=pattern))
+    finally:
+        client.close()
+
+
+def _redis_hash(key: str) -> dict[str, str]:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
     finally:
         client.close()
 
@@ -287,6 +298,56 @@ def test_idle_worker_takes_work_a_peer_queues_without_waiting_for_scrapys_idle_c
     assert _fetches(log) == Counter({("GET", "/board/list/1.html", "200"): 1})
     # Nothing was left behind in the queue, and the last worker out cleared the frontier.
     assert _redis_keys(f"xunjian:{run_label}:idle-worker:requests") == []
+
+
+class _StateAtPop:
+    """A scrapy-redis queue (SCHEDULER_QUEUE_CLASS) that notes what the popping worker's heartbeat
+    said at the moment of each pop."""
+
+    states: ClassVar[list[str]] = []
+
+    def __new__(cls, *args, **kwargs):
+        from scrapy_redis.queue import PriorityQueue
+
+        class Queue(PriorityQueue):
+            def pop(self, timeout=0):
+                workers = self.server.hgetall(self.key.rsplit(":", 1)[0] + ":workers")
+                cls.states.extend(v.decode().partition(":")[0] for v in workers.values())
+                return super().pop(timeout)
+
+        return Queue(*args, **kwargs)
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="需要 XUNJIAN_TEST_REDIS_URL（./run-tests 会启动 redis-server）")
+def test_an_idle_worker_says_busy_before_it_takes_a_request() -> None:
+    """Peers close the frontier when the queue is empty and nobody is busy: a worker taking the last
+    request must already be "busy" when the request leaves the queue."""
+    import scrapy
+    from scrapy.settings import Settings
+
+    from crawler.redis_mode import SharedFrontierScheduler, redis_overlay
+
+    run_label = f"test-{uuid.uuid4().hex[:8]}"
+    settings = Settings({**redis_overlay(REDIS_URL, run_label),
+                         "SCHEDULER_QUEUE_CLASS": f"{__name__}._StateAtPop"})
+    spider = scrapy.Spider(name="pop-order")
+    spider.settings = settings
+    scheduler = SharedFrontierScheduler.from_settings(settings)
+    scheduler.open(spider)
+    try:
+        scheduler.on_idle(spider)  # nothing queued, no peer: idle, ready to close
+        _StateAtPop.states.clear()
+        assert scheduler.next_request() is None  # asking an empty queue does not make it "busy"
+        beats = _redis_hash(f"xunjian:{run_label}:pop-order:workers")
+        assert [v.partition(":")[0] for v in beats.values()] == ["idle"]
+        _StateAtPop.states.clear()
+        assert scheduler.enqueue_request(scrapy.Request("http://127.0.0.1:9/a"))
+        request = scheduler.next_request()
+        assert request is not None and request.url == "http://127.0.0.1:9/a"
+        assert _StateAtPop.states == ["busy"]
+    finally:
+        scheduler.close("finished")
+    assert _redis_keys(f"xunjian:{run_label}:pop-order:requests") == []
 
 
 @pytest.mark.parametrize(("name", "value"), [("XUNJIAN_REDIS_IDLE_POLL", "0"), ("XUNJIAN_REDIS_IDLE_POLL", "soon"),
