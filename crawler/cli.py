@@ -18,6 +18,7 @@ from crawler.detect_cli import detect
 from crawler.cli_export import export, verify
 from crawler.cli_ops import canary, runs, schedule, status
 from crawler.rules_cli import rules
+from crawler.model_cli import model
 from crawler.console import leads_csv, leads_json, leads_table, make_console, summary_table
 from crawler.sources import DEFAULT_SOURCES_FILE, SourcesError, find_source, load_sources
 
@@ -189,6 +190,7 @@ main.add_command(detect)
 main.add_command(export)
 main.add_command(verify)
 main.add_command(rules)
+main.add_command(model)
 main.add_command(daily)
 main.add_command(lead)
 main.add_command(review)

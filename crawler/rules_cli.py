@@ -16,7 +16,7 @@ def _engine(directory: str | None):
     from detectors.engine import RULES_DIR
 
     try:
-        return Engine(directory or RULES_DIR)
+        return Engine(directory or RULES_DIR, mode="rules")
     except RulePackError as exc:
         click.echo(f"错误：{exc}", err=True)
         raise SystemExit(1) from None

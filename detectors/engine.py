@@ -9,6 +9,7 @@ from pathlib import Path
 from .gate import GATE_LEXICONS, Gate, quoted_spans
 from .loader import Condition, Rule, RuleSet, load_rules
 from .hits import DocHits, has_near, resolve_overlaps
+from .learned import SCORER_PATH, DocFeatures, Scorer, dense_vector, model_finding, ngram_buckets
 from .matcher import LexiconIndex
 from .model import CATEGORIES, DocumentResult, Finding, GateVerdict
 from .normalize import NormalizedText, Normalizer, default_normalizer
@@ -16,17 +17,34 @@ from .prefilter import Prefilter
 from .scoring import order_categories, score
 
 RULES_DIR = Path(__file__).parent / "rules"
-MAX_FINDINGS_PER_RULE = 20  # a 10 MB page repeating one slogan still gives a readable result
+MAX_FINDINGS_PER_RULE = 20
+# The learned scorer reads a text of up to MODEL_WHOLE characters whole; of a longer one, the
+# neighbourhoods (MODEL_WINDOW characters either side) of its anchor terms, at most MODEL_MAX
+# characters: an ad buried in a long page is judged by its own words, not diluted by the page.
+MODEL_WHOLE = 2000
+MODEL_WINDOW = 150
+MODEL_MAX = 4000  # a 10 MB page repeating one slogan still gives a readable result
 QUOTE_WINDOW = 24
 _OPEN_QUOTES = "“「『\"'‘《"
 _CLOSE_QUOTES = "”」』\"'’》"
 _CLAUSE_END = "。！？!?\n；;"
 
 
-class Engine:
-    """Detects rule findings in text.  Build once (well under a second), then call ``detect``."""
+MODES = ("combined", "rules", "model")
 
-    def __init__(self, rules_dir: Path | str = RULES_DIR, normalizer: Normalizer | None = None):
+
+class Engine:
+    """Detects rule findings in text.  Build once (well under a second), then call ``detect``.
+
+    ``mode``: ``"combined"`` (default) reports what the rules find, confirmed, vetoed or completed by
+    the learned scorer as its weights file decides (``learned.Decision``); ``"rules"`` the rules alone; ``"model"`` the scorer
+    alone (for measurement).  ``scorer``: a weights file, or None for ``detectors/scorer.npz`` (when
+    that file is absent, combined mode is the rules alone)."""
+
+    def __init__(self, rules_dir: Path | str = RULES_DIR, normalizer: Normalizer | None = None, *,
+                 mode: str = "combined", scorer: Path | str | Scorer | None = None):
+        if mode not in MODES:
+            raise ValueError(f"未知的检测模式：{mode}（可选 {'、'.join(MODES)}）")
         self.rules_dir = Path(rules_dir)
         self.ruleset: RuleSet = load_rules(self.rules_dir, required=GATE_LEXICONS)
         self.normalizer = normalizer or default_normalizer()
@@ -41,6 +59,18 @@ class Engine:
         self._anchor_ids = tuple(sorted({i for _, _, compiled in self._compiled for i in compiled[0]}))
         # Most crawled pages have no anchor: the prefilter tells them apart without the full scan.
         self._prefilter = Prefilter(self.index, self._anchor_ids)
+        self.mode = mode
+        self.scorer: Scorer | None = None
+        if mode != "rules":
+            if isinstance(scorer, Scorer):
+                self.scorer = scorer
+            elif scorer is not None or SCORER_PATH.exists() or mode == "model":
+                self.scorer = Scorer(scorer or SCORER_PATH)
+        if self.scorer is not None:
+            self._lex_ids = tuple(ids.get(name, -1) for name in self.scorer.lexicon_names)
+            missing = [n for n, i in zip(self.scorer.lexicon_names, self._lex_ids) if i < 0]
+            if missing:
+                raise ValueError(f"{self.scorer.path}：模型引用了规则包中不存在的词表 {missing[0]}；请重新训练")
 
     @property
     def rules(self) -> list[Rule]:
@@ -85,6 +115,30 @@ class Engine:
         found = self.index.scan(norm)
         if not gate and not found.any_of(self._anchor_ids):  # passes: the prefilter is exact (a cheap safeguard)
             return _no_anchor(self.rules_version)
+        counts, reported, verdict = self._gate(norm, found, title, url)
+        findings: list[Finding] = []
+        if verdict.promotional and self.mode != "model":
+            audience = set(verdict.audience)
+            resolved: dict[tuple[int, ...], list] = {}  # anchor lexicons -> their non-overlapping hits
+            for rule, rule_audience, compiled in self._compiled:
+                if rule_audience and rule_audience.isdisjoint(audience):
+                    continue
+                findings.extend(self._apply(rule, compiled, found, norm, reported, resolved))
+            findings = _suppress_categories(findings, self._suppressors)
+        probabilities = None
+        if self.scorer is not None and found.any_of(self._anchor_ids):
+            feats = self.features(norm, found, counts, verdict.register)
+            probabilities = self.scorer.probabilities(feats)
+            findings = self._combine(findings, probabilities, feats, norm)
+        if not findings:
+            return DocumentResult([], [], 0.0, self.rules_version, verdict, probabilities, self._model_version)
+        findings.sort(key=lambda f: (f.start, f.end, f.rule))
+        return DocumentResult(findings, order_categories(findings), score(findings),
+                              self.rules_version, verdict, probabilities, self._model_version)
+
+    def _gate(self, norm: NormalizedText, found: DocHits, title: str | None, url: str | None):
+        """The gate's cue counts (quoted cues of a report discounted), whether the text reports, and
+        its verdict."""
         title_counts = None
         if title:
             title_counts = self.gate.counts(self.index.scan(self.normalizer.normalize(title).text))
@@ -94,20 +148,54 @@ class Engine:
             spans = quoted_spans(norm.text)
             if spans:
                 counts = self.gate.discount_quoted(found, counts, spans)
-        verdict = self.gate.evaluate(counts, title_counts, url, len(norm.text))
-        if not verdict.promotional:
-            return DocumentResult([], [], 0.0, self.rules_version, verdict)
-        findings: list[Finding] = []
-        audience = set(verdict.audience)
-        resolved: dict[tuple[int, ...], list] = {}  # anchor lexicons -> their non-overlapping hits
-        for rule, rule_audience, compiled in self._compiled:
-            if rule_audience and rule_audience.isdisjoint(audience):
+        return counts, reported, self.gate.evaluate(counts, title_counts, url, len(norm.text))
+
+    def scan_for_model(self, text: str, title: str | None = None, url: str | None = None):
+        """(normalised text, hits, gate counts, verdict, has an anchor) of one document, for training."""
+        norm = self.normalizer.normalize(text)
+        found = self.index.scan(norm)
+        counts, _, verdict = self._gate(norm, found, title, url)
+        return norm, found, counts, verdict, found.any_of(self._anchor_ids)
+
+    @property
+    def _model_version(self) -> str | None:
+        return self.scorer.version if self.scorer is not None else None
+
+    def features(self, norm: NormalizedText, found: DocHits, gate_counts: dict[str, int], register: str,
+                 lexicons: tuple[tuple[str, int], ...] | None = None) -> DocFeatures:
+        """The learned scorer's view of a scanned document; ``lexicons`` (name, id) pairs default to
+        the scorer's own (training passes the layout it is building)."""
+        raw = found.counts
+        if lexicons is None:
+            lexicons = tuple(zip(self.scorer.lexicon_names, self._lex_ids))
+        lex = [gate_counts[name] if name in gate_counts else raw.get(lid, 0) for name, lid in lexicons]
+        text, offsets = norm.text, None
+        if len(text) > MODEL_WHOLE:
+            text, offsets = _anchor_windows(text, found.union(self._anchor_ids))
+        buckets, per_n = ngram_buckets(text)
+        return DocFeatures(buckets, dense_vector(lex, register, len(text)), per_n, offsets)
+
+    def _combine(self, findings: list[Finding], probabilities: dict[str, float], feats: DocFeatures,
+                 norm: NormalizedText) -> list[Finding]:
+        """Rules and model together, per category, as the weights file's decisions say."""
+        fired = {f.category for f in findings}
+        keep: set[str] = set()
+        out: list[Finding] = []
+        for category, p in probabilities.items():
+            decision = self.scorer.decisions[category]
+            if self.mode == "model":
+                report = p >= decision.model_only
+            else:
+                report = decision.combined(p, category in fired) >= decision.threshold
+            if not report:
+                continue  # a rule finding of the category, if any, is vetoed
+            if category in fired and self.mode != "model":
+                keep.add(category)  # the rules' findings carry spans, sub-category and explanation
                 continue
-            findings.extend(self._apply(rule, compiled, found, norm, reported, resolved))
-        findings = _suppress_categories(findings, self._suppressors)
-        findings.sort(key=lambda f: (f.start, f.end, f.rule))
-        return DocumentResult(findings, order_categories(findings), score(findings),
-                              self.rules_version, verdict)
+            finding = model_finding(category, p, feats, self.scorer.top_ngrams(feats, category), norm)
+            if finding is not None:
+                out.append(finding)
+        return [f for f in findings if f.category in keep] + out
 
     def _apply(self, rule: Rule, compiled, found: DocHits, norm: NormalizedText, reported: bool,
                resolved: dict[tuple[int, ...], list]) -> list[Finding]:
@@ -172,6 +260,27 @@ class Engine:
                 if len(out) >= MAX_FINDINGS_PER_RULE:
                     break
         return out
+
+
+def _anchor_windows(text: str, hits: list) -> tuple[str, list[tuple[int, int]]]:
+    """The neighbourhoods of ``hits`` in ``text``, joined by newlines, and (offset in the joined
+    text, offset in ``text``) for the start of each piece."""
+    spans: list[list[int]] = []
+    for hit in hits:
+        a, b = max(0, hit[0] - MODEL_WINDOW), min(len(text), hit[1] + MODEL_WINDOW)
+        if spans and a <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    pieces, offsets, used = [], [], 0
+    for a, b in spans:
+        b = min(b, a + MODEL_MAX - used)
+        if b <= a:
+            break
+        offsets.append((used + len(pieces), a))  # one newline between pieces
+        pieces.append(text[a:b])
+        used += b - a
+    return "\n".join(pieces), offsets
 
 
 def _no_anchor(version: str) -> DocumentResult:

@@ -18,7 +18,7 @@ from .model import GateVerdict
 GATE_LEXICONS = (
     "g_contact", "g_price", "g_intent", "g_cta", "g_offer", "g_self", "g_report", "g_report_strong", "g_policy",
     "g_question", "g_charity",
-    "g_job", "g_goods", "g_lesson", "g_school_service",
+    "g_job", "g_goods", "g_lesson", "g_school_service", "g_schedule",
     "aud_k12", "aud_preschool", "aud_minor", "aud_adult", "aud_adult_strong",
 )
 
@@ -76,6 +76,12 @@ class Gate:
         if any(seg in host_path[1] for seg in ("/news", "/xinwen", "/article/report")):
             report += 2
         audience = self._audience(c)
+        # Offering a class is promotion too (graded, not a precondition): a class form, lessons, a
+        # schedule and a pupil audience each add a point, so "七年级数学提高班 周六下午上课" sells
+        # without a phone or a price.
+        offer = ((c["g_offer"] > 0) + (c["g_lesson"] > 0) + (c["g_schedule"] > 0)
+                 + (c["aud_k12"] + c["aud_preschool"] + c["aud_minor"] > 0))
+        promo += offer
         if promo < 2:
             return GateVerdict(False, audience, "content", ("未见招生、价格、联系方式等推广要素",))
         register = "advert"
@@ -83,7 +89,8 @@ class Gate:
             register = "policy" if c["g_policy"] > c["g_report"] + strong else "report"
         elif c["g_school_service"] >= 2 and (c["g_price"] == 0 or (c["g_school_service"] >= 4 and not contact)):
             register = "school"
-        elif c["g_question"] and not contact and c["g_cta"] == 0 and text_len < 400:
+        elif (c["g_question"] and not contact and c["g_cta"] == 0 and not c["g_price"] and text_len < 400
+              and offer <= 2 and not c["g_self"]):
             register = "question"
         elif c["g_job"] >= 2 and c["g_job"] >= c["g_cta"] + c["g_intent"]:
             register = "job"

@@ -57,6 +57,9 @@ class DocumentResult:
     score: float
     rules_version: str
     gate: GateVerdict = field(default_factory=lambda: GateVerdict(False))
+    # the learned scorer's probability per category (None when the scorer did not run)
+    probabilities: dict[str, float] | None = None
+    model_version: str | None = None
 
     @property
     def promotional(self) -> bool:
@@ -69,5 +72,7 @@ class DocumentResult:
             "rules_version": self.rules_version,
             "promotional": self.promotional,
             "gate": self.gate.to_dict(),
+            "probabilities": self.probabilities,
+            "model_version": self.model_version,
             "findings": [f.to_dict() for f in self.findings],
         }

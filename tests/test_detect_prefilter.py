@@ -11,7 +11,7 @@ import opencc
 import pytest
 
 from crawler.pipelines.extract import _parse, page_text
-from detectors import get_engine
+from detectors import Engine, get_engine
 from detectors.engine import RULES_DIR
 from detectors.gate import GATE_LEXICONS
 from detectors.loader import load_rules
@@ -46,7 +46,8 @@ def _evaded(texts: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def engine():
-    return get_engine()
+    """The rules alone (rule mechanics); ``_assert_same_either_gate`` checks the shipped engine too."""
+    return Engine(mode="rules")
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +103,10 @@ def test_bench_pages_mostly_take_the_fast_path(engine, size):
 
 def _assert_same_either_gate(engine, text: str) -> None:
     """A text with an anchor goes through the gate whatever ``gate`` says: same result both ways."""
-    loose = engine.detect(text, gate=False)
-    assert loose.gate.register != "no_anchor", text
-    assert loose.to_dict() == engine.detect(text, gate=True).to_dict()
+    for each in (engine, get_engine()):  # the rules alone, and with the learned scorer
+        loose = each.detect(text, gate=False)
+        assert loose.gate.register != "no_anchor", text
+        assert loose.to_dict() == each.detect(text, gate=True).to_dict()
 
 
 @pytest.mark.parametrize("text", [

@@ -23,7 +23,8 @@ AD_TAIL = "提高班报名中，电话13800001111。"
 
 @pytest.fixture(scope="module")
 def engine():
-    return get_engine()
+    """The rules alone: these tests are about rule mechanics (the scorer has tests/test_learned.py)."""
+    return detectors.Engine(mode="rules")
 
 
 def _subject_finding(result: DocumentResult, normalized: str) -> Finding:
@@ -176,7 +177,7 @@ def test_gate_reports_its_verdict(engine):
 
 
 def test_title_and_url_inform_the_gate(engine):
-    text = "部分机构宣传“初二数学保过班”，报名电话13800001111。"
+    text = "我校宣传“初二数学保过班”，报名电话13800001111。"
     assert engine.detect(text).findings
     gov = engine.detect(text, title="区市场监管局通报：立案查处虚假宣传", url="https://www.example.gov.cn/news/1.html")
     assert gov.findings == []
@@ -209,7 +210,7 @@ def test_detect_is_deterministic(engine):
     text = "暑假初二数学同步提高班，保证提高20分，原价3680元，今日特惠99元，报名电话13800001111。" * 3
     first = engine.detect(text).to_dict()
     assert all(engine.detect(text).to_dict() == first for _ in range(3))
-    fresh = detectors.Engine().detect(text).to_dict()
+    fresh = detectors.Engine(mode="rules").detect(text).to_dict()
     assert fresh == first
 
 
