@@ -18,7 +18,7 @@ from .model import GateVerdict
 GATE_LEXICONS = (
     "g_contact", "g_price", "g_intent", "g_cta", "g_offer", "g_self", "g_report", "g_report_strong", "g_policy",
     "g_question", "g_charity",
-    "g_job", "g_goods", "g_lesson", "g_school_service", "g_schedule",
+    "g_job", "g_goods", "g_lesson", "g_school_service", "g_schedule", "g_teach", "g_claim",
     "aud_k12", "aud_preschool", "aud_minor", "aud_adult", "aud_adult_strong",
 )
 
@@ -77,24 +77,28 @@ class Gate:
             report += 2
         audience = self._audience(c)
         # Offering a class is promotion too (graded, not a precondition): a class form, lessons, a
-        # schedule and a pupil audience each add a point, so "七年级数学提高班 周六下午上课" sells
+        # schedule, what is taught, a selling claim and an audience (pupils or exam takers) each add a point, so "七年级数学提高班 周六下午上课" sells
         # without a phone or a price.
-        offer = ((c["g_offer"] > 0) + (c["g_lesson"] > 0) + (c["g_schedule"] > 0)
-                 + (c["aud_k12"] + c["aud_preschool"] + c["aud_minor"] > 0))
+        offer = ((c["g_offer"] > 0) + (c["g_lesson"] > 0) + (c["g_schedule"] > 0) + (c["g_teach"] > 0)
+                 + (c["g_claim"] > 0)
+                 + (c["aud_k12"] + c["aud_preschool"] + c["aud_minor"] + c["aud_adult"] + c["aud_adult_strong"] > 0))
+        selling = promo  # the seller's own cues, without what any text about a class mentions
         promo += offer
         if promo < 2:
             return GateVerdict(False, audience, "content", ("未见招生、价格、联系方式等推广要素",))
         register = "advert"
-        if (report >= 4 and report >= promo - 2 * contact) or (strong and not contact and not c["g_cta"]):
+        unreached = not contact and not c["g_cta"]  # nobody to call, nothing to click: who is selling?
+        if ((report >= 4 and report >= selling - 2 * contact) or (strong and unreached)
+                or (report >= 2 and unreached and report >= selling)):
             register = "policy" if c["g_policy"] > c["g_report"] + strong else "report"
         elif c["g_school_service"] >= 2 and (c["g_price"] == 0 or (c["g_school_service"] >= 4 and not contact)):
             register = "school"
         elif (c["g_question"] and not contact and c["g_cta"] == 0 and not c["g_price"] and text_len < 400
-              and offer <= 2 and not c["g_self"]):
+              and not c["g_self"] and (c["g_schedule"] == 0 or c["g_question"] >= 2)):
             register = "question"
         elif c["g_job"] >= 2 and c["g_job"] >= c["g_cta"] + c["g_intent"]:
             register = "job"
-        elif c["g_goods"] >= 2 and c["g_lesson"] == 0 and c["g_offer"] == 0:
+        elif c["g_goods"] >= 2 and c["g_goods"] > c["g_lesson"] + c["g_offer"] + c["g_schedule"] + c["g_intent"]:
             register = "goods"
         elif c["g_charity"] >= 2 and c["g_price"] == 0:
             register = "charity"
