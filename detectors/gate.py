@@ -98,7 +98,8 @@ class Gate:
             register = "question"
         elif c["g_job"] >= 2 and c["g_job"] >= c["g_cta"] + c["g_intent"]:
             register = "job"
-        elif c["g_goods"] >= 2 and c["g_goods"] > c["g_lesson"] + c["g_offer"] + c["g_schedule"] + c["g_intent"]:
+        elif (c["g_goods"] >= 2 and c["g_goods"] > c["g_lesson"] + c["g_offer"] + c["g_schedule"] + c["g_intent"]
+              and not c["g_claim"] and text_len < 600):
             register = "goods"
         elif c["g_charity"] >= 2 and c["g_price"] == 0:
             register = "charity"
