@@ -21,9 +21,9 @@ MAX_FINDINGS_PER_RULE = 20
 # The learned scorer reads a text of up to MODEL_WHOLE characters whole; of a longer one, the
 # neighbourhoods (MODEL_WINDOW characters either side) of its anchor terms, at most MODEL_MAX
 # characters: an ad buried in a long page is judged by its own words, not diluted by the page.
-MODEL_WHOLE = 2000
-MODEL_WINDOW = 150
-MODEL_MAX = 4000  # a 10 MB page repeating one slogan still gives a readable result
+MODEL_WHOLE = 1500
+MODEL_WINDOW = 100
+MODEL_MAX = 2000  # a 10 MB page repeating one slogan still gives a readable result
 QUOTE_WINDOW = 24
 _OPEN_QUOTES = "“「『\"'‘《"
 _CLOSE_QUOTES = "”」』\"'’》"

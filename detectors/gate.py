@@ -23,6 +23,8 @@ GATE_LEXICONS = (
 )
 
 
+PRESENCE_ONLY = frozenset({"g_teach", "g_claim"})
+
 # Cues of selling; inside quotation marks of a report they are the quoted ad, not the speaker's.
 PROMO_LEXICONS = ("g_contact", "g_price", "g_intent", "g_cta", "g_offer", "g_self")
 _QUOTED = re.compile(r'“[^”\n]{1,300}”|「[^」\n]{1,300}」|『[^』\n]{1,300}』|"[^"\n]{1,300}"')
@@ -38,8 +40,10 @@ class Gate:
         self._gate_ids = tuple((name, lexicon_ids[name]) for name in GATE_LEXICONS)
 
     def counts(self, found) -> dict[str, int]:
-        count = found.count
-        return {name: count(lid) for name, lid in self._gate_ids}
+        count, has = found.count, found.has
+        # what is taught and selling claims only count as present or not: ``has`` stops at the first
+        # literal hit instead of running every regex and near-miss check of the lexicons they include
+        return {name: (int(has(lid)) if name in PRESENCE_ONLY else count(lid)) for name, lid in self._gate_ids}
 
     def discount_quoted(self, found, counts: dict[str, int], spans: list[tuple[int, int]]) -> dict[str, int]:
         """Promotional cues inside quoted passages do not count (a report quoting an ad)."""

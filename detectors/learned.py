@@ -4,7 +4,7 @@ Features of a document (all computed from what the engine already has in hand):
 
 - hashed character 1–4-grams of the *normalised* text (NFKC, traditional → simplified, separators and
   emoji between Han characters dropped: the evasions the normaliser undoes are undone here too),
-  binary and L2-normalised;
+  counted and divided by the square root of the number of n-grams;
 - the engine's lexicon counts (every lexicon's term hits, log-scaled) and the gate's cue counts;
 - the gate's register and the document length.
 
@@ -28,7 +28,7 @@ import numpy as np
 from .model import CATEGORIES, Finding
 
 SCORER_PATH = Path(__file__).parent / "scorer.npz"
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 BITS = 18  # hashed n-gram buckets: 2**18
 NGRAM = (1, 2, 3, 4)
 REGISTERS = ("advert", "content", "report", "policy", "school", "question", "job", "goods", "charity",
@@ -58,7 +58,8 @@ class ScorerError(ValueError):
 
 
 def ngram_buckets(text: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Sorted unique buckets of ``text``'s character 1–4-grams, and per n the bucket at each start.
+    """The bucket of every character 1–4-gram occurrence of ``text`` (a bucket occurring k times
+    counts k times: term frequency, no sort), and per n the bucket at each start.
 
     ``text`` is the normalised text (digits already ASCII)."""
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
@@ -76,14 +77,14 @@ def ngram_buckets(text: str) -> tuple[np.ndarray, list[np.ndarray]]:
                 per_n.append(((h ^ _N_SALT[n]) * _MIX) >> _SHIFT)
     if not per_n:
         return np.zeros(0, dtype=np.int64), per_n
-    return np.unique(np.concatenate(per_n)).astype(np.int64), per_n
+    return np.concatenate(per_n).astype(np.int64), per_n
 
 
 @dataclass(slots=True)
 class DocFeatures:
     """What the scorer reads of one document."""
 
-    buckets: np.ndarray          # sorted unique n-gram buckets (int64)
+    buckets: np.ndarray          # the bucket of every n-gram occurrence (int64)
     dense: np.ndarray            # float32, layout ``dense_names(lexicon_names)``
     per_n: list[np.ndarray]      # bucket at each start position, per n (for explanations)
     # when the scorer read pieces of a long text: (offset in the pieces, offset in the text) per piece
@@ -163,6 +164,7 @@ class Scorer:
         # A dense table over all buckets: one gather per document, no search.
         self.w_ngram = np.zeros((1 << BITS, len(CATEGORIES)), dtype=np.float32)
         self.w_ngram[rows] = w_ngram
+        self._columns = [np.ascontiguousarray(self.w_ngram[:, j]) for j in range(len(CATEGORIES))]
         if self.w_dense.shape != (len(self.dense_names), len(CATEGORIES)):
             raise ScorerError(f"{self.path}：权重维度与特征列表不符")
 
@@ -170,7 +172,10 @@ class Scorer:
         k = len(feats.buckets)
         z = self.bias + feats.dense @ self.w_dense
         if k:
-            z = z + self.w_ngram[feats.buckets].sum(axis=0) / math.sqrt(k)
+            # one contiguous column per category: four flat gathers are several times faster than
+            # one two-dimensional gather followed by a sum over its rows
+            scale = 1.0 / math.sqrt(k)
+            z = z + np.array([col.take(feats.buckets).sum() for col in self._columns], dtype=np.float32) * scale
         return z
 
     def probabilities(self, feats: DocFeatures) -> dict[str, float]:

@@ -1,0 +1,100 @@
+"""Detection quality on the frozen test split of the independent corpus (tests/corpus/independent).
+
+The issue's target is precision and recall >= 0.95 for every main category and no news, policy,
+enforcement, complaint-reply or consumer-warning text flagged. The shipped engine does not reach it
+yet (README, "Quality, measured"), so these floors are a ratchet: each sits just under the figure
+the engine reaches today and fails as soon as detection gets worse. Raise them as it gets better;
+never lower them to make a change pass. Each floor is shown to be able to fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detectors import get_engine
+from detectors.corpus import load_corpus
+from detectors.metrics import evaluate
+
+TEST_SPLIT = Path(__file__).parent / "corpus" / "independent" / "test.jsonl"
+TARGET = 0.95
+# (precision, recall) floors of the combined engine on the test split; today's figures are in README
+FLOORS = {
+    "banned_ad": (0.91, 0.94),
+    "exaggerated_marketing": (0.85, 0.73),
+    "disguised_tutoring": (0.89, 0.78),
+}
+NEVER_KINDS = {"news", "policy", "enforcement", "complaint_reply", "consumer_warning"}
+MAX_NEVER_FLAGGED = 18  # of the test split's ~360 such texts; the target is 0
+MAX_CLEAN_FLAGGED = 0.10
+
+
+def quality_problems(engine, docs) -> list[str]:
+    evaluation = evaluate(engine, docs)
+    problems = []
+    for category, floors in FLOORS.items():
+        score = evaluation[category]
+        for name, value, floor in (("precision", score.precision, floors[0]), ("recall", score.recall, floors[1])):
+            if value < floor:
+                problems.append(f"{category} {name} {value:.3f} < {floor}")
+    clean = [d for d in docs if not d.labels]
+    flagged = set(evaluation.negatives_flagged)
+    never = sorted(d.id for d in clean if d.extra.get("kind") in NEVER_KINDS and d.id in flagged)
+    if len(never) > MAX_NEVER_FLAGGED:
+        problems.append(f"news/policy/enforcement/reply/warning texts flagged: {len(never)} > {MAX_NEVER_FLAGGED}")
+    share = len(flagged) / len(clean)
+    if share > MAX_CLEAN_FLAGGED:
+        problems.append(f"clean texts flagged: {share:.1%} > {MAX_CLEAN_FLAGGED:.0%}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def docs():
+    loaded = load_corpus(TEST_SPLIT)
+    assert len(loaded) >= 1000
+    assert all(d.extra.get("split") == "test" for d in loaded)
+    return loaded
+
+
+def test_engine_holds_its_floors_on_the_test_split(docs):
+    problems = quality_problems(get_engine(), docs)
+    assert not problems, "\n".join(problems)
+
+
+def test_floors_are_below_the_target_and_not_above_it():
+    """A floor above the target would be a typo; the ratchet only climbs towards 0.95."""
+    assert all(0.5 <= p <= TARGET and 0.5 <= r <= TARGET for p, r in FLOORS.values())
+
+
+class _DropCategory:
+    def __init__(self, engine, category):
+        self.engine, self.category = engine, category
+
+    def detect(self, text, title=None, url=None):
+        result = self.engine.detect(text, title=title, url=url)
+        return _Result([c for c in result.categories if c != self.category])
+
+
+class _FlagEverything:
+    def detect(self, text, title=None, url=None):
+        return _Result(list(FLOORS))
+
+
+class _Result:
+    def __init__(self, categories):
+        self.categories = categories
+
+
+@pytest.mark.parametrize("category", list(FLOORS))
+def test_recall_floor_can_fail(docs, category):
+    problems = quality_problems(_DropCategory(get_engine(), category), docs)
+    assert any(p.startswith(f"{category} recall") for p in problems), problems
+
+
+def test_precision_news_and_clean_floors_can_fail(docs):
+    problems = quality_problems(_FlagEverything(), docs)
+    for category in FLOORS:
+        assert any(p.startswith(f"{category} precision") for p in problems), problems
+    assert any(p.startswith("news/policy") for p in problems), problems
+    assert any(p.startswith("clean texts flagged") for p in problems), problems
