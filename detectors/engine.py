@@ -287,8 +287,23 @@ def _no_anchor(version: str) -> DocumentResult:
     return DocumentResult([], [], 0.0, version, GateVerdict(False, (), "no_anchor", ("没有任何规则的触发词",)))
 
 
+# Reported speech in a report: "某机构号称保证通过" quotes the seller as surely as quotation marks do.
+_REPORTING = ("号称", "宣称", "声称", "自称", "称", "打出", "承诺", "宣传", "标榜", "鼓吹", "吹嘘", "许诺",
+              "对方说", "机构说", "写着", "印着", "广告语", "宣传语", "口号")
+
+
+def _is_reported_speech(text: str, start: int) -> bool:
+    """Does a reporting verb open the clause the span is in (within QUOTE_WINDOW characters)?"""
+    before = text[max(0, start - QUOTE_WINDOW):start]
+    cut = max(before.rfind(ch) for ch in _CLAUSE_END)
+    clause = before[cut + 1:]
+    return any(verb in clause for verb in _REPORTING)
+
+
 def _is_quoted(text: str, start: int, end: int) -> bool:
-    """Is the span inside quotation marks within the same clause?"""
+    """Is the span inside quotation marks within the same clause, or reported speech?"""
+    if _is_reported_speech(text, start):
+        return True
     before = text[max(0, start - QUOTE_WINDOW):start]
     after = text[end:end + QUOTE_WINDOW]
     opened = -1

@@ -105,7 +105,7 @@ class Gate:
         elif (c["g_goods"] >= 2 and c["g_goods"] > c["g_lesson"] + c["g_offer"] + c["g_schedule"] + c["g_intent"]
               and not c["g_claim"] and text_len < 600):
             register = "goods"
-        elif c["g_charity"] >= 2 and c["g_price"] == 0:
+        elif c["g_charity"] >= 2 and c["g_price"] == 0 and c["g_charity"] >= 2 * contact + 1:
             register = "charity"
         if register != "advert":
             labels = {"policy": "政策/公文语体", "report": "新闻报道/执法通报/消费提示语体",
