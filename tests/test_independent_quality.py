@@ -23,7 +23,7 @@ TARGET = 0.95
 FLOORS = {
     "banned_ad": (0.92, 0.95),
     "exaggerated_marketing": (0.85, 0.74),
-    "disguised_tutoring": (0.87, 0.79),
+    "disguised_tutoring": (0.88, 0.79),
 }
 NEVER_KINDS = {"news", "policy", "enforcement", "complaint_reply", "consumer_warning"}
 MAX_NEVER_FLAGGED = 14  # of the test split's 294 such texts; the target is 0
