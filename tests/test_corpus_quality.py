@@ -13,6 +13,7 @@ import pytest
 from detectors import get_engine
 from detectors.corpus import load_corpus
 from detectors.metrics import evaluate
+from tests.quality_fakes import DropCategory, FlagEverything
 
 CORPUS = Path(__file__).parent / "corpus"
 MAIN = ("banned_ad", "exaggerated_marketing", "disguised_tutoring")
@@ -56,37 +57,14 @@ def test_engine_meets_thresholds(docs):
     assert not problems, "\n".join(problems)
 
 
-class _DropCategory:
-    """The real engine with one category's findings removed: recall of that category collapses."""
-
-    def __init__(self, engine, category):
-        self.engine, self.category = engine, category
-
-    def detect(self, text, title=None, url=None):
-        result = self.engine.detect(text, title=title, url=url)
-        return _Result([c for c in result.categories if c != self.category])
-
-
-class _FlagEverything:
-    """Flags every document with every main category: precision and the news rule must fail."""
-
-    def detect(self, text, title=None, url=None):
-        return _Result(list(MAIN))
-
-
-class _Result:
-    def __init__(self, categories):
-        self.categories = categories
-
-
 @pytest.mark.parametrize("category", MAIN)
 def test_recall_threshold_can_fail(docs, category):
-    problems = quality_problems(_DropCategory(get_engine(), category), docs)
+    problems = quality_problems(DropCategory(get_engine(), category), docs)
     assert any(p.startswith(f"{category} recall") for p in problems), problems
 
 
 def test_precision_and_news_thresholds_can_fail(docs):
-    problems = quality_problems(_FlagEverything(), docs)
+    problems = quality_problems(FlagEverything(MAIN), docs)
     for category in MAIN:
         assert any(p.startswith(f"{category} precision") for p in problems), problems
     assert any(p.startswith("news/policy") for p in problems), problems

@@ -16,6 +16,7 @@ import pytest
 from detectors import get_engine
 from detectors.corpus import load_corpus
 from detectors.metrics import evaluate
+from tests.quality_fakes import DropCategory, FlagEverything
 
 TEST_SPLIT = Path(__file__).parent / "corpus" / "independent" / "test.jsonl"
 TARGET = 0.95
@@ -67,33 +68,14 @@ def test_floors_are_below_the_target_and_not_above_it():
     assert all(0.5 <= p <= TARGET and 0.5 <= r <= TARGET for p, r in FLOORS.values())
 
 
-class _DropCategory:
-    def __init__(self, engine, category):
-        self.engine, self.category = engine, category
-
-    def detect(self, text, title=None, url=None):
-        result = self.engine.detect(text, title=title, url=url)
-        return _Result([c for c in result.categories if c != self.category])
-
-
-class _FlagEverything:
-    def detect(self, text, title=None, url=None):
-        return _Result(list(FLOORS))
-
-
-class _Result:
-    def __init__(self, categories):
-        self.categories = categories
-
-
 @pytest.mark.parametrize("category", list(FLOORS))
 def test_recall_floor_can_fail(docs, category):
-    problems = quality_problems(_DropCategory(get_engine(), category), docs)
+    problems = quality_problems(DropCategory(get_engine(), category), docs)
     assert any(p.startswith(f"{category} recall") for p in problems), problems
 
 
 def test_precision_news_and_clean_floors_can_fail(docs):
-    problems = quality_problems(_FlagEverything(), docs)
+    problems = quality_problems(FlagEverything(FLOORS), docs)
     for category in FLOORS:
         assert any(p.startswith(f"{category} precision") for p in problems), problems
     assert any(p.startswith("news/policy") for p in problems), problems
