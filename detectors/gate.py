@@ -18,12 +18,12 @@ from .model import GateVerdict
 GATE_LEXICONS = (
     "g_contact", "g_price", "g_intent", "g_cta", "g_offer", "g_self", "g_report", "g_report_strong", "g_policy",
     "g_question", "g_charity",
-    "g_job", "g_goods", "g_lesson", "g_school_service", "g_schedule", "g_teach", "g_claim",
+    "g_job", "g_goods", "g_lesson", "g_school_service", "g_schedule", "g_teach", "g_claim", "g_promise",
     "aud_k12", "aud_preschool", "aud_minor", "aud_adult", "aud_adult_strong",
 )
 
 
-PRESENCE_ONLY = frozenset({"g_teach", "g_claim"})
+PRESENCE_ONLY = frozenset({"g_teach", "g_claim", "g_promise"})
 
 # Cues of selling; inside quotation marks of a report they are the quoted ad, not the speaker's.
 PROMO_LEXICONS = ("g_contact", "g_price", "g_intent", "g_cta", "g_offer", "g_self")
@@ -81,10 +81,11 @@ class Gate:
             report += 2
         audience = self._audience(c)
         # Offering a class is promotion too (graded, not a precondition): a class form, lessons, a
-        # schedule, what is taught, a selling claim and an audience (pupils or exam takers) each add a point, so "七年级数学提高班 周六下午上课" sells
-        # without a phone or a price.
+        # schedule, what is taught, a selling claim, a promised result (once more: only a seller promises
+        # one) and an audience (pupils or exam takers) each add a point, so "七年级数学提高班 周六下午上课"
+        # sells without a phone or a price.
         offer = ((c["g_offer"] > 0) + (c["g_lesson"] > 0) + (c["g_schedule"] > 0) + (c["g_teach"] > 0)
-                 + (c["g_claim"] > 0)
+                 + (c["g_claim"] > 0) + (c["g_promise"] > 0)
                  + (c["aud_k12"] + c["aud_preschool"] + c["aud_minor"] + c["aud_adult"] + c["aud_adult_strong"] > 0))
         selling = promo  # the seller's own cues, without what any text about a class mentions
         promo += offer
