@@ -61,6 +61,10 @@ class Source:
     delay: float | None = None
     concurrency: int | None = None
     max_minutes: float | None = None  # per-run time limit (CLOSESPIDER_TIMEOUT); None = the global setting
+    # the network policy refuses loopback, private and other non-public addresses unless this is set
+    # (the bundled demo and the tests, which serve on 127.0.0.1)
+    allow_private: bool = False
+    max_bytes: int | None = None  # largest response body accepted (DOWNLOAD_MAXSIZE); None = the global setting
     file: str = ""
     line: int = 0
 
@@ -81,6 +85,8 @@ class Source:
             "delay": self.delay,
             "concurrency": self.concurrency,
             "max_minutes": self.max_minutes,
+            "allow_private": self.allow_private,
+            "max_bytes": self.max_bytes,
         }
 
 
@@ -182,7 +188,7 @@ class _Checker:
 
 _FIELDS = {
     "name", "kind", "start_urls", "allowed_domains", "follow", "deny", "max_depth", "max_pages",
-    "render", "selectors", "schedule", "delay", "concurrency", "max_minutes",
+    "render", "selectors", "schedule", "delay", "concurrency", "max_minutes", "allow_private", "max_bytes",
 }
 
 
@@ -270,6 +276,9 @@ def _parse_source(path: str, locator: _Locator, index: int, raw: object) -> Sour
     render = raw.get("render", False)
     if not isinstance(render, bool):
         raise check.fail("render", f"应为 true 或 false，实际为 {render!r}")
+    allow_private = raw.get("allow_private", False)
+    if not isinstance(allow_private, bool):
+        raise check.fail("allow_private", f"应为 true 或 false，实际为 {allow_private!r}")
     schedule = check.string(raw, "schedule")
     if schedule:
         _check_cron(check, schedule)
@@ -293,6 +302,8 @@ def _parse_source(path: str, locator: _Locator, index: int, raw: object) -> Sour
         delay=check.number(raw, "delay", 0.0, 3600.0),
         concurrency=check.integer(raw, "concurrency", 1, 256),
         max_minutes=_minutes(check, raw),
+        allow_private=allow_private,
+        max_bytes=check.integer(raw, "max_bytes", 1024, 1 << 30),
         file=path,
         line=locator.table_line(index),
     )
