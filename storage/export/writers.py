@@ -4,6 +4,12 @@ Columns carry Chinese headers (see ``COLUMNS``); json uses the English keys of t
 same columns plus the nested findings and evidence files. Times are Beijing time:
 naive datetimes with a number format in xlsx (Excel has no time zones),
 ``YYYY-MM-DD HH:MM:SS`` in csv and ISO 8601 with +08:00 in json.
+
+Cells hold text written by the pages' authors, so no cell may become a formula
+(OWASP "CSV injection"): text starting with a formula trigger (``formula_like``) is
+prefixed with ``'`` in csv; in xlsx every text cell has the explicit string type and
+formula-like ones the quote prefix, so Excel shows the text unchanged and keeps it
+text even when the cell is edited. json stays verbatim.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
 EXCEL_CELL_LIMIT = 32767
 FORMATS = ("xlsx", "csv", "json")
 OTHER_ID_KINDS = ("uscc", "license", "qq")
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,11 @@ def lead_record(row: LeadRow) -> dict[str, Any]:
     }
 
 
+def formula_like(value: Any) -> bool:
+    """Text a spreadsheet program would evaluate as a formula when it opens the file."""
+    return isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
+
+
 _JOINERS = {"excerpts": "；", "phones": "、", "wechat": "、", "violation_types": "、"}
 
 
@@ -198,7 +210,8 @@ def csv_bytes(rows: list[LeadRow]) -> bytes:
                 value = local_text(value)
             elif column.key == "score":
                 value = f"{value:.2f}"
-            cells.append(cell_text(column.key, value))
+            text = cell_text(column.key, value)
+            cells.append(f"'{text}" if formula_like(text) else text)
         writer.writerow(cells)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
@@ -229,6 +242,9 @@ def _sheet(workbook: Workbook, title: str, columns: tuple[Column, ...], records:
             cell.alignment = wrap if column.wrap else top
             if column.number_format:
                 cell.number_format = column.number_format
+            if isinstance(cell.value, str):  # openpyxl infers formulas and error codes from text
+                cell.data_type = "s"
+                cell.quotePrefix = formula_like(cell.value)
     for index, column in enumerate(columns, 1):
         sheet.column_dimensions[get_column_letter(index)].width = column.width
     sheet.freeze_panes = "A2"
