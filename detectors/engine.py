@@ -9,7 +9,7 @@ from pathlib import Path
 from .gate import GATE_LEXICONS, Gate, quoted_spans
 from .loader import Condition, Rule, RuleSet, load_rules
 from .hits import DocHits, has_near, resolve_overlaps
-from .learned import SCORER_PATH, DocFeatures, Scorer, dense_vector, model_finding, ngram_buckets
+from .learned import MODEL_ALONE_MIN, SCORER_PATH, SILENT_REGISTERS, DocFeatures, Scorer, dense_vector, model_finding, ngram_buckets
 from .matcher import LexiconIndex
 from .model import CATEGORIES, DocumentResult, Finding, GateVerdict
 from .normalize import NormalizedText, Normalizer, default_normalizer
@@ -116,25 +116,34 @@ class Engine:
         if not gate and not found.any_of(self._anchor_ids):  # passes: the prefilter is exact (a cheap safeguard)
             return _no_anchor(self.rules_version)
         counts, reported, verdict = self._gate(norm, found, title, url)
+        # the rules run in every mode that uses them, "model" included: which rules fired is one of
+        # the scorer's features (its own findings are reported only in the other modes)
         findings: list[Finding] = []
-        if verdict.promotional and self.mode != "model":
-            audience = set(verdict.audience)
-            resolved: dict[tuple[int, ...], list] = {}  # anchor lexicons -> their non-overlapping hits
-            for rule, rule_audience, compiled in self._compiled:
-                if rule_audience and rule_audience.isdisjoint(audience):
-                    continue
-                findings.extend(self._apply(rule, compiled, found, norm, reported, resolved))
-            findings = _suppress_categories(findings, self._suppressors)
+        if verdict.promotional and (self.mode != "model" or self.scorer is not None):
+            findings = self._rule_findings(norm, found, reported, verdict)
         probabilities = None
         if self.scorer is not None and found.any_of(self._anchor_ids):
-            feats = self.features(norm, found, counts, verdict.register)
+            feats = self.features(norm, found, counts, verdict.register, findings)
             probabilities = self.scorer.probabilities(feats)
-            findings = self._combine(findings, probabilities, feats, norm)
+            if verdict.register not in SILENT_REGISTERS:  # there the rules found nothing and the model stays silent
+                findings = self._combine(findings, probabilities, feats, norm)
         if not findings:
             return DocumentResult([], [], 0.0, self.rules_version, verdict, probabilities, self._model_version)
         findings.sort(key=lambda f: (f.start, f.end, f.rule))
         return DocumentResult(findings, order_categories(findings), score(findings),
                               self.rules_version, verdict, probabilities, self._model_version)
+
+    def _rule_findings(self, norm: NormalizedText, found: DocHits, reported: bool,
+                       verdict: GateVerdict) -> list[Finding]:
+        """What the rules find in a document the gate let through."""
+        findings: list[Finding] = []
+        audience = set(verdict.audience)
+        resolved: dict[tuple[int, ...], list] = {}  # anchor lexicons -> their non-overlapping hits
+        for rule, rule_audience, compiled in self._compiled:
+            if rule_audience and rule_audience.isdisjoint(audience):
+                continue
+            findings.extend(self._apply(rule, compiled, found, norm, reported, resolved))
+        return _suppress_categories(findings, self._suppressors)
 
     def _gate(self, norm: NormalizedText, found: DocHits, title: str | None, url: str | None):
         """The gate's cue counts (quoted cues of a report discounted), whether the text reports, and
@@ -151,29 +160,35 @@ class Engine:
         return counts, reported, self.gate.evaluate(counts, title_counts, url, len(norm.text))
 
     def scan_for_model(self, text: str, title: str | None = None, url: str | None = None):
-        """(normalised text, hits, gate counts, verdict, has an anchor) of one document, for training."""
+        """(normalised text, hits, gate counts, verdict, the rules' findings, has an anchor) of one
+        document, for training."""
         norm = self.normalizer.normalize(text)
         found = self.index.scan(norm)
-        counts, _, verdict = self._gate(norm, found, title, url)
-        return norm, found, counts, verdict, found.any_of(self._anchor_ids)
+        counts, reported, verdict = self._gate(norm, found, title, url)
+        findings = self._rule_findings(norm, found, reported, verdict) if verdict.promotional else []
+        return norm, found, counts, verdict, findings, found.any_of(self._anchor_ids)
 
     @property
     def _model_version(self) -> str | None:
         return self.scorer.version if self.scorer is not None else None
 
     def features(self, norm: NormalizedText, found: DocHits, gate_counts: dict[str, int], register: str,
-                 lexicons: tuple[tuple[str, int], ...] | None = None) -> DocFeatures:
-        """The learned scorer's view of a scanned document; ``lexicons`` (name, id) pairs default to
-        the scorer's own (training passes the layout it is building)."""
+                 findings: list[Finding], lexicons: tuple[tuple[str, int], ...] | None = None,
+                 rule_ids: tuple[str, ...] | None = None) -> DocFeatures:
+        """The learned scorer's view of a scanned document and the rules' findings in it;
+        ``lexicons`` (name, id) pairs and ``rule_ids`` default to the scorer's own (training passes
+        the layout it is building)."""
         raw = found.counts
         if lexicons is None:
             lexicons = tuple(zip(self.scorer.lexicon_names, self._lex_ids))
+        if rule_ids is None:
+            rule_ids = self.scorer.rule_ids
         lex = [gate_counts[name] if name in gate_counts else raw.get(lid, 0) for name, lid in lexicons]
         text, offsets = norm.text, None
         if len(text) > MODEL_WHOLE:
             text, offsets = _anchor_windows(text, found.union(self._anchor_ids))
         buckets, per_n = ngram_buckets(text)
-        return DocFeatures(buckets, dense_vector(lex, register, len(text)), per_n, offsets)
+        return DocFeatures(buckets, dense_vector(lex, rule_ids, findings, register, len(text)), per_n, offsets)
 
     def _combine(self, findings: list[Finding], probabilities: dict[str, float], feats: DocFeatures,
                  norm: NormalizedText) -> list[Finding]:
@@ -186,7 +201,8 @@ class Engine:
             if self.mode == "model":
                 report = p >= decision.model_only
             else:
-                report = decision.combined(p, category in fired) >= decision.threshold
+                report = (decision.combined(p, category in fired) >= decision.threshold
+                          and (category in fired or p >= MODEL_ALONE_MIN))
             if not report:
                 continue  # a rule finding of the category, if any, is vetoed
             if category in fired and self.mode != "model":

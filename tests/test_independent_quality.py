@@ -22,13 +22,15 @@ TEST_SPLIT = Path(__file__).parent / "corpus" / "independent" / "test.jsonl"
 TARGET = 0.95
 # (precision, recall) floors of the combined engine on the test split; today's figures are in README
 FLOORS = {
-    "banned_ad": (0.92, 0.95),
-    "exaggerated_marketing": (0.85, 0.74),
-    "disguised_tutoring": (0.88, 0.79),
+    "banned_ad": (0.94, 0.94),
+    "exaggerated_marketing": (0.89, 0.77),
+    "disguised_tutoring": (0.88, 0.84),
 }
 NEVER_KINDS = {"news", "policy", "enforcement", "complaint_reply", "consumer_warning"}
-MAX_NEVER_FLAGGED = 14  # of the test split's 294 such texts; the target is 0
-MAX_CLEAN_FLAGGED = 0.09
+# of the test split's 397 such texts; the target is 0. (Wave 3 grew the split from 1,204 to 1,650
+# documents on 2026-12-04; the floors were set anew on the grown split, see the corpus changelog.)
+MAX_NEVER_FLAGGED = 13
+MAX_CLEAN_FLAGGED = 0.065
 
 
 def quality_problems(engine, docs) -> list[str]:
@@ -53,7 +55,7 @@ def quality_problems(engine, docs) -> list[str]:
 @pytest.fixture(scope="module")
 def docs():
     loaded = load_corpus(TEST_SPLIT)
-    assert len(loaded) >= 1000
+    assert len(loaded) >= 1600
     assert all(d.extra.get("split") == "test" for d in loaded)
     return loaded
 

@@ -14,7 +14,8 @@ import pytest
 
 from detectors.corpus import load_corpus
 from detectors.engine import Engine
-from detectors.learned import SCORER_PATH, Scorer, ScorerError, ngram_buckets
+from detectors.learned import MODEL_ALONE_MIN, SCORER_PATH, Scorer, ScorerError, ngram_buckets
+from detectors.model import CATEGORIES
 from detectors.training import corpus_digest, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,10 +157,16 @@ def test_combined_mode_follows_the_decisions(small_model):
     scorer.decisions = {c: Decision(w_model=0.0, w_rule=10.0, bias=-50.0, threshold=0.5) for c in scorer.decisions}
     assert Engine(scorer=scorer).detect(text).categories == []
     scorer.decisions = {c: Decision(w_model=0.0, w_rule=0.0, bias=5.0, threshold=0.5) for c in scorer.decisions}
+    # the model alone speaks only when it is confident (MODEL_ALONE_MIN), whatever the decision says
+    scorer.bias = scorer.bias.copy()
+    scorer.bias[CATEGORIES.index("exaggerated_marketing")] += 40.0
+    scorer.bias[CATEGORIES.index("minor_training_ad")] += 40.0
+    scorer.bias[CATEGORIES.index("disguised_tutoring")] -= 40.0
     everything = Engine(scorer=scorer).detect(text)
-    assert set(everything.categories) == {"banned_ad", "exaggerated_marketing", "disguised_tutoring", "minor_training_ad"}
+    assert everything.probabilities["disguised_tutoring"] < MODEL_ALONE_MIN
+    assert set(everything.categories) == {"banned_ad", "exaggerated_marketing", "minor_training_ad"}
     assert {f.rule for f in everything.findings if f.category != "banned_ad"} == {
-        "model.exaggerated_marketing", "model.disguised_tutoring", "model.minor_training_ad"}
+        "model.exaggerated_marketing", "model.minor_training_ad"}
 
 
 def test_model_never_runs_without_an_anchor(small_model):
@@ -168,3 +175,36 @@ def test_model_never_runs_without_an_anchor(small_model):
     engine = Engine(mode="model", scorer=path)
     result = engine.detect("今天天气晴朗，适合去公园散步。", gate=False)
     assert result.probabilities is None and not result.findings
+
+
+def test_model_stays_silent_where_the_gate_hears_no_seller(small_model):
+    """A report quoting an ad gets no finding from the model, however sure it is (SILENT_REGISTERS);
+    the same words as an advert do."""
+    from detectors.learned import Decision
+
+    path, _ = small_model
+    scorer = Scorer(path)
+    scorer.decisions = {c: Decision(w_model=0.0, w_rule=0.0, bias=5.0, threshold=0.5) for c in scorer.decisions}
+    scorer.bias = scorer.bias.copy() + 40.0
+    engine = Engine(scorer=scorer)
+    report = engine.detect("记者近日调查发现，某机构宣称“初二数学保提分”，区市场监管局已立案调查并责令整改。")
+    assert report.gate.register in ("report", "policy") and report.probabilities and not report.findings
+    advert = engine.detect("初二数学保提分，暑期班火热报名，电话13800001111")
+    assert advert.gate.register == "advert" and "exaggerated_marketing" in advert.categories
+
+
+def test_rule_features_reach_the_model(small_model):
+    """Which rules fired is part of the scorer's view: the dense vector marks the rule and category."""
+    path, _ = small_model
+    engine = Engine(scorer=path)
+    text = "初二数学暑期提高班火热报名中，报名电话13800001111"
+    norm = engine.normalizer.normalize(text)
+    found = engine.index.scan(norm)
+    counts, reported, verdict = engine._gate(norm, found, None, None)
+    findings = engine._rule_findings(norm, found, reported, verdict)
+    names = engine.scorer.dense_names
+    with_rules = engine.features(norm, found, counts, verdict.register, findings).dense
+    without = engine.features(norm, found, counts, verdict.register, []).dense
+    fired = [i for i, n in enumerate(names) if with_rules[i] != without[i]]
+    assert "fired:banned_ad" in {names[i] for i in fired}
+    assert any(names[i].startswith("rule:BA") for i in fired)
