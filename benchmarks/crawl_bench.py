@@ -281,7 +281,7 @@ def run_full(url: str, pages: int, workdir: str, freeze: bool) -> None:
     toml = Path(workdir) / "sources.toml"
     toml.write_text(
         f'[[source]]\nname = "bench"\nkind = "site"\nstart_urls = ["{url}/p/0.html"]\n'
-        f'allowed_domains = ["127.0.0.1"]\nfollow = ["/p/"]\nmax_depth = 1000\nmax_pages = {pages + 100}\n'
+        f'allowed_domains = ["127.0.0.1"]\nallow_private = true\nfollow = ["/p/"]\nmax_depth = 1000\nmax_pages = {pages + 100}\n'
         f'delay = 0.0\nconcurrency = 8\n', encoding="utf-8")
     os.environ["XUNJIAN_DATA_DIR"] = str(Path(workdir) / "data")
     extensions = {**project_settings.EXTENSIONS, **BASE_SETTINGS["EXTENSIONS"]}

@@ -7,6 +7,9 @@ the webhook, image fetches) asks this module before it connects.  Only http and 
 addresses pass, unless the caller says private addresses are allowed (a source with
 ``allow_private = true``: the bundled demo and the tests, which serve on 127.0.0.1).
 
+``allow_private`` waives only what a local deployment needs (loopback, private ranges and CGNAT
+shared space); link-local addresses (the metadata address), multicast and reserved ranges stay refused.
+
 ``check_url`` raises ``Blocked`` with a machine-readable ``reason`` (used in stats keys such as
 ``xunjian/blocked/private``) and a one-line Chinese message naming the URL.
 """
@@ -45,6 +48,8 @@ class Blocked(Exception):
 
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+# What ``allow_private`` waives; everything else non-public is refused whatever the source says.
+WAIVABLE = frozenset({"loopback", "private", "shared"})
 
 
 def address_reason(address: str) -> str | None:
@@ -81,6 +86,14 @@ def is_public(address: str) -> bool:
     return address_reason(address) is None
 
 
+def refusal(address: str, *, allow_private: bool = False) -> str | None:
+    """Why the policy refuses ``address``, or None when it may be fetched (``allow_private``: see WAIVABLE)."""
+    reason = address_reason(address)
+    if reason is None or (allow_private and reason in WAIVABLE):
+        return None
+    return reason
+
+
 def resolve(host: str, port: int | None = None) -> list[str]:
     """Every address ``host`` resolves to (all of them are checked: one private answer is enough)."""
     infos = socket.getaddrinfo(host, port or 80, type=socket.SOCK_STREAM)
@@ -88,10 +101,12 @@ def resolve(host: str, port: int | None = None) -> list[str]:
 
 
 def check_url(url: str, *, allow_private: bool = False, resolve_host: bool = True) -> None:
-    """Raise ``Blocked`` unless ``url`` is http(s) to a public address (or ``allow_private``).
+    """Raise ``Blocked`` unless ``url`` is http(s) to a public address (or, with ``allow_private``, a
+    loopback, private or shared one).
 
-    A literal IP is judged as it is; a host name is resolved and every answer judged (the connection
-    itself is checked again at connect time by the crawler's resolver, against DNS rebinding)."""
+    A literal IP is judged as it is; a host name is resolved and every answer judged, unless
+    ``resolve_host`` is false: the crawler judges host names at connect time instead, in its resolver
+    (crawler/middlewares/netpolicy.py), which also defeats DNS rebinding."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -102,8 +117,6 @@ def check_url(url: str, *, allow_private: bool = False, resolve_host: bool = Tru
         raise Blocked(url, "scheme")
     if not host:
         raise Blocked(url, "invalid")
-    if allow_private:
-        return
     try:
         ipaddress.ip_address(host.split("%", 1)[0])
         addresses = [host]
@@ -115,6 +128,6 @@ def check_url(url: str, *, allow_private: bool = False, resolve_host: bool = Tru
         except (OSError, UnicodeError):
             raise Blocked(url, "unresolvable") from None
     for address in addresses:
-        reason = address_reason(address)
+        reason = refusal(address, allow_private=allow_private)
         if reason is not None:
             raise Blocked(url, reason, address)

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -64,6 +65,13 @@ def crawl_settings(db_url: str, log_file: Path | None, overrides: dict | None = 
     return settings
 
 
+def private_hosts(sources: list[Source]) -> list[str]:
+    """Host names the process's resolver lets answer private addresses: those of allow_private sources."""
+    hosts = (h for s in sources if s.allow_private
+             for h in (*s.allowed_domains, *(urlsplit(u).hostname for u in s.start_urls)))
+    return sorted({h for h in hosts if h})
+
+
 def check_browser(sources: list[Source], settings: Settings) -> None:
     needs = [s.name for s in sources if s.render]
     chromium = settings.get("XUNJIAN_CHROMIUM")
@@ -84,6 +92,7 @@ def run_crawl(
     show_progress: bool = True,
 ) -> list[SourceOutcome]:
     settings = crawl_settings(db_url, log_file, overrides)
+    settings.set("XUNJIAN_PRIVATE_HOSTS", private_hosts(sources), priority="cmdline")
     check_browser(sources, settings)
     try:
         check_redis(settings)

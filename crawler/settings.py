@@ -67,6 +67,17 @@ XUNJIAN_URL_DROP_PARAMS = [
     "jsessionid", "phpsessid", "aspsessionid*", "sid", "sessionid", "session_id", "cfid", "cftoken",
 ]
 
+# --- network policy and size limits (crawler/netpolicy.py, crawler/middlewares/netpolicy.py) ---------
+# Host names that may resolve to loopback, private or shared addresses: those of the sources with
+# allow_private = true, filled in by the runner for the sources it crawls (literal addresses need none).
+XUNJIAN_PRIVATE_HOSTS: list[str] = []
+# Every host name is judged on the answer the connection uses (DNS rebinding); see PolicyResolver.
+TWISTED_DNS_RESOLVER = "crawler.middlewares.netpolicy.PolicyResolver"
+# Largest response body, also after decompression (gzip/deflate/brotli/zstd bombs); a source's
+# max_bytes overrides it. Larger responses are refused (error kind too_large) and the crawl goes on.
+DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
+
 # --- components --------------------------------------------------------------------------------
 ITEM_PIPELINES = {
     # ExtractPipeline then DetectPipeline, a few items at a time (see crawler/pipelines/analyse.py).
@@ -79,6 +90,10 @@ SPIDER_MIDDLEWARES = {
     "crawler.middlewares.canonical.CanonicalUrlMiddleware": 950,
 }
 DOWNLOADER_MIDDLEWARES = {
+    # The network policy before anything else sees a request (before robots.txt is asked for), and the
+    # resolver's connect-time refusals named as such before RetryMiddleware (550) would retry them.
+    "crawler.middlewares.netpolicy.NetworkPolicyMiddleware": 40,
+    "crawler.middlewares.netpolicy.ResolverRefusalMiddleware": 950,
     # RFC 9309 robots.txt: an unreachable robots.txt (5xx, no answer) keeps the crawler off the host,
     # where Scrapy's own middleware would allow everything.
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,

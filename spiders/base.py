@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 import scrapy
 from scrapy.exceptions import (
     CannotResolveHostError,
+    DownloadCancelledError,
     DownloadConnectionRefusedError,
     DownloadFailedError,
     DownloadTimeoutError,
@@ -33,6 +34,7 @@ from twisted.python.failure import Failure
 
 from crawler.items import PageItem
 from crawler.middlewares.conditional import NotModified
+from crawler.middlewares.netpolicy import BrowserRequestGuard, NetworkBlocked
 from crawler.middlewares.robots import RobotsUnreachable
 from crawler.sources import Source, SourcesError, find_source, load_sources
 
@@ -72,6 +74,9 @@ class SourceSpider(scrapy.Spider):
             kwargs["sources"] = crawler.settings.get("XUNJIAN_SOURCES")
         spider = super().from_crawler(crawler, *args, **kwargs)
         spider._apply_source_settings(crawler.settings)
+        if spider.source.render:  # the requests chromium makes on its own pass the network policy too
+            guard = BrowserRequestGuard(crawler, spider.source.allow_private)
+            crawler.settings.set("PLAYWRIGHT_ABORT_REQUEST", guard, priority="spider")
         return spider
 
     def _apply_source_settings(self, settings) -> None:
@@ -92,6 +97,8 @@ class SourceSpider(scrapy.Spider):
             settings.set("AUTOTHROTTLE_TARGET_CONCURRENCY", float(src.concurrency), priority="spider")
         if src.max_minutes is not None:
             settings.set("CLOSESPIDER_TIMEOUT", src.max_minutes * 60.0, priority="spider")
+        if src.max_bytes is not None:  # read by the HTTP handler and by HttpCompressionMiddleware
+            settings.set("DOWNLOAD_MAXSIZE", src.max_bytes, priority="spider")
 
     # --- requests --------------------------------------------------------------------------
     async def start(self) -> AsyncIterator[Any]:
@@ -159,10 +166,13 @@ class SourceSpider(scrapy.Spider):
         if kind == "robots_forbidden":  # politeness working as intended, not an error
             stats.inc_value("xunjian/robots_forbidden")
             return
+        if kind == "too_large":
+            stats.inc_value("xunjian/refused/too_large")
         stats.inc_value(f"xunjian/errors/{kind}")
         stats.inc_value("xunjian/errors")
-        if request is not None and request.meta.get("xunjian_start") and failure.check(RobotsUnreachable, *UNREACHABLE_ERRORS):
-            why = failure.value.reason if failure.check(RobotsUnreachable) else failure.getErrorMessage()
+        refused = (RobotsUnreachable, NetworkBlocked)
+        if request is not None and request.meta.get("xunjian_start") and failure.check(*refused, *UNREACHABLE_ERRORS):
+            why = failure.value.reason if failure.check(*refused) else failure.getErrorMessage()
             self.unreachable_start.append(f"{url}（{why or kind}）")
             stats.set_value("xunjian/start_unreachable", len(self.unreachable_start))
         self.logger.warning("request failed (%s): %s: %s", kind, url, failure.getErrorMessage())
@@ -199,6 +209,14 @@ def error_kind(failure: Failure) -> str:
         return f"http_{failure.value.response.status}"
     if failure.check(RobotsUnreachable):
         return "robots_unreachable"
+    if failure.check(NetworkBlocked):
+        return f"blocked_{failure.value.blocked.reason}"
+    # Scrapy's HTTP handler cancels a download only for DOWNLOAD_MAXSIZE (its timeouts are
+    # DownloadTimeoutError); HttpCompressionMiddleware ignores a body that inflates beyond it.
+    if failure.check(DownloadCancelledError) or (
+        failure.check(IgnoreRequest) and "DOWNLOAD_MAXSIZE" in str(failure.value)
+    ):
+        return "too_large"
     if failure.check(IgnoreRequest):
         message = str(failure.value)
         if "robots.txt" in message:

@@ -45,6 +45,7 @@ name = "board"
 kind = "listing"
 start_urls = ["${{XUNJIAN_DEMO_URL}}/board/list/1.html"]
 allowed_domains = ["127.0.0.1"]
+allow_private = true
 follow = ["/board/"]
 max_depth = 10
 max_pages = {max_pages}

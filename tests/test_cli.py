@@ -54,7 +54,7 @@ def test_sources_check_accepts_the_demo_file():
 
 def test_unreachable_start_url_one_line_exit_1(tmp_path):
     src = tmp_path / "sources.toml"
-    src.write_text('[[source]]\nname = "gone"\nkind = "site"\nstart_urls = ["http://127.0.0.1:9/"]\n', encoding="utf-8")
+    src.write_text('[[source]]\nname = "gone"\nkind = "site"\nstart_urls = ["http://127.0.0.1:9/"]\nallow_private = true\n', encoding="utf-8")
     db = tmp_path / "x.db"
     result = run_cli("crawl", "--sources", str(src), "--db", f"sqlite:///{db}", env={"XUNJIAN_DATA_DIR": str(tmp_path)})
     assert result.code == 1

@@ -30,6 +30,7 @@ name = "huizhi"
 kind = "site"
 start_urls = ["${XUNJIAN_DEMO_URL}/inst/huizhi/index.html"]
 allowed_domains = ["127.0.0.1"]
+allow_private = true
 follow = ["/inst/huizhi/"]
 max_depth = 3
 """
@@ -135,6 +136,7 @@ def test_429_and_503_wait_for_retry_after(tmp_path):
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         text = (f'[[source]]\nname = "busy"\nkind = "site"\nstart_urls = ["{base}/"]\nmax_depth = 1\n'
+                "allow_private = true\n"
                 "delay = 0.0\nconcurrency = 2\n")
         result = crawl_job(tmp_path, "busy", text, {"XUNJIAN_CONTACT": "ops@patrol.test"})
     finally:

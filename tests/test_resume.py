@@ -229,7 +229,8 @@ def test_exit_codes_for_bad_input_and_failed_work(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     sources = tmp_path / "sources.toml"
-    sources.write_text(f'[[source]]\nname = "gone"\nkind = "site"\nstart_urls = ["http://127.0.0.1:{port}/"]\n',
+    sources.write_text(f'[[source]]\nname = "gone"\nkind = "site"\nstart_urls = ["http://127.0.0.1:{port}/"]\n'
+                       'allow_private = true\n',
                        encoding="utf-8")
     base = [sys.executable, "-m", "crawler.crawl_job", "--sources", str(sources),
             "--db", f"sqlite:///{tmp_path / 'xunjian.db'}", "--data-dir", str(tmp_path / "data")]

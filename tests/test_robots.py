@@ -82,7 +82,7 @@ def _crawl(site: RobotsSite, tmp_path: Path, paths: tuple[str, ...] = ("/",)):
     sources = tmp_path / "sources.toml"
     starts = ", ".join(f'"{site.url}{path}"' for path in paths)
     sources.write_text(f'[[source]]\nname = "robots-site"\nkind = "site"\nstart_urls = [{starts}]\n'
-                       f'max_depth = 2\n', encoding="utf-8")
+                       f'max_depth = 2\nallow_private = true\n', encoding="utf-8")
     db = tmp_path / "x.db"
     result = run_cli("crawl", "--sources", str(sources), "--db", f"sqlite:///{db}",
                      env={"XUNJIAN_DATA_DIR": str(tmp_path / "data")})
