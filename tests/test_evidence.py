@@ -88,6 +88,7 @@ name = "evtest"
 kind = "site"
 start_urls = ["{base}/index.html"]
 allowed_domains = ["127.0.0.1"]
+allow_private = true
 follow = ["/(ad|gbk|clean)\\\\.html$"]
 max_depth = 1
 max_pages = 20
@@ -97,6 +98,7 @@ name = "evtest-js"
 kind = "site"
 start_urls = ["{base}/js.html"]
 allowed_domains = ["127.0.0.1"]
+allow_private = true
 follow = ["/js\\\\.html$"]
 render = true
 max_depth = 1
@@ -268,7 +270,7 @@ def test_warc_holds_request_and_gbk_response_byte_for_byte(scenario):
     (warc,) = [row for _, row in scenario["first_rows"]["gbk.html"] if row.kind == "warc"]
     records = warc_records(scenario["data"] / warc.path)
     types = [r[0] for r in records]
-    assert types == ["warcinfo", "request", "response", "metadata"]  # the browser saw the same bytes
+    assert types == ["warcinfo", "request", "response", "metadata"]  # the screenshot fetched nothing more
     _, req_headers, req_http, req_body = records[1]
     _, resp_headers, resp_http, resp_body = records[2]
     assert req_headers["WARC-Concurrent-To"] == resp_headers["WARC-Record-ID"]
@@ -282,17 +284,16 @@ def test_warc_holds_request_and_gbk_response_byte_for_byte(scenario):
     assert GBK_AD.encode("gbk") in resp_body and GBK_AD.encode("utf-8") not in resp_body
     fields = records[3][3].decode("utf-8")
     assert "rendered: false" in fields
-    assert "browser-document: identical to the crawl body" in fields
+    assert "screenshot: the crawl body above" in fields
 
 
-def test_rendered_page_keeps_both_the_rendered_document_and_the_network_bytes(scenario):
+def test_rendered_page_keeps_the_detected_dom_and_is_not_fetched_again(scenario):
     (warc,) = [row for _, row in scenario["first_rows"]["js.html"] if row.kind == "warc"]
     records = warc_records(scenario["data"] / warc.path)
-    assert [r[0] for r in records] == ["warcinfo", "request", "response", "request", "response", "metadata"]
-    rendered, network = records[2][3], records[4][3]
-    assert f"<p>{JS_AD}</p>".encode("utf-8") in rendered  # what Scrapy got through the browser
-    assert network == scenario["served"]["/js.html"][1]  # what the server sent
-    assert "rendered: true" in records[5][3].decode("utf-8")
+    assert [r[0] for r in records] == ["warcinfo", "request", "response", "metadata"]
+    assert f"<p>{JS_AD}</p>".encode("utf-8") in records[2][3]  # what Scrapy got through the browser
+    fields = records[3][3].decode("utf-8")
+    assert "rendered: true" in fields and "the page was not fetched again" in fields
     snap = snapshots(scenario["db"])["js.html"][0]
     assert "exaggerated_marketing" in snap.categories or "banned_ad" in snap.categories
 

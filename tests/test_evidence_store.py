@@ -50,21 +50,17 @@ def test_decoded_bodies_are_stored_with_headers_that_fit_them():
     assert http.get_header("X-Xunjian-Orig-Content-Length") == "999"
 
 
-def test_unreachable_page_raises_a_one_line_screenshot_error():
+def test_unusable_browser_raises_a_one_line_screenshot_error(tmp_path):
     import asyncio
-    import socket
 
     from crawler.evidence.screenshot import ScreenshotError, Screenshotter
 
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/gone.html"
+    url = "http://127.0.0.1:1/page.html"  # never fetched: the screenshot shows the crawled document
 
     async def attempt() -> str:
-        shooter = Screenshotter("/usr/bin/chromium", timeout=20)
+        shooter = Screenshotter(str(tmp_path / "no-such-chromium"), timeout=20)
         try:
-            await shooter.capture(url)
+            await shooter.capture(url, "<p>x</p>")
         except ScreenshotError as error:
             return str(error)
         finally:

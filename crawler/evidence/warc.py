@@ -1,11 +1,11 @@
-"""One fetched page as a WARC 1.1 file: warcinfo, request/response pair(s) and a metadata record.
+"""One fetched page as a WARC 1.1 file: warcinfo, request/response pairs and a metadata record.
 
 The first request/response pair is what the crawler fetched: the status code, the headers and the
 body bytes exactly as Scrapy handed them to the spider (for pages rendered through scrapy-playwright,
-the body is the document after its scripts ran). When the screenshot step's browser received a
-different main document (always the case for rendered pages, whose network bytes Scrapy never sees),
-that document follows as a second pair, dated when the browser fetched it. A metadata record says
-which is which.
+the body is the document after its scripts ran). The screenshot is taken from that same document,
+handed to chromium from memory; the subresources chromium was allowed to load for it (images, CSS,
+fonts), fetched by the crawler's downloader, follow as further pairs, so that the archive replays the
+page as it was shown. A metadata record says which is which.
 
 Stored headers must describe the stored body, or WARC readers mis-decode it. HTTP clients undo
 chunked transfer coding, and the browser also undoes Content-Encoding, so such headers, and a
@@ -15,6 +15,7 @@ Content-Length that no longer matches, are kept under the prefix ``X-Xunjian-Ori
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -115,7 +116,7 @@ def _write_pair(writer: WARCWriter, exchange: HttpExchange, info_id: str) -> str
     return response_id
 
 
-def metadata_fields(crawl: HttpExchange, browser: HttpExchange | None, browser_written: bool) -> list[tuple[str, str]]:
+def metadata_fields(crawl: HttpExchange, notes: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     pairs = [
         ("requested-url", crawl.requested_url),
         ("final-url", crawl.url),
@@ -125,22 +126,14 @@ def metadata_fields(crawl: HttpExchange, browser: HttpExchange | None, browser_w
         ("crawl-body-sha256", hashlib.sha256(crawl.body).hexdigest()),
     ]
     pairs.extend(crawl.extra.items())
-    if browser is None:
-        pairs.append(("browser-document", "none (no screenshot, or the browser could not read the document)"))
-    else:
-        pairs.extend([
-            ("browser-document", "second request/response pair in this file" if browser_written
-             else "identical to the crawl body; not stored twice"),
-            ("browser-fetched-at", browser.fetched_at.astimezone(timezone.utc).isoformat()),
-            ("browser-final-url", browser.url),
-            ("browser-body-sha256", hashlib.sha256(browser.body).hexdigest()),
-        ])
-        pairs.extend((f"browser-{name}", value) for name, value in browser.extra.items())
+    pairs.extend(notes)
     return pairs
 
 
-def warc_bytes(crawl: HttpExchange, software: str, browser: HttpExchange | None = None) -> bytes:
-    """A complete WARC 1.1 file (uncompressed) for one crawled page and, optionally, its browser fetch."""
+def warc_bytes(crawl: HttpExchange, software: str, resources: Sequence[HttpExchange] = (),
+               notes: Sequence[tuple[str, str]] = ()) -> bytes:
+    """A complete WARC 1.1 file (uncompressed) for one crawled page, the subresources fetched for its
+    screenshot, and ``notes`` (more metadata fields, e.g. about the screenshot)."""
     buffer = BytesIO()
     writer = WARCWriter(buffer, gzip=False, warc_version="1.1")
     info = writer.create_warcinfo_record(
@@ -151,11 +144,10 @@ def warc_bytes(crawl: HttpExchange, software: str, browser: HttpExchange | None 
     info_id = info.rec_headers.get_header("WARC-Record-ID")
 
     response_id = _write_pair(writer, crawl, info_id)
-    browser_written = browser is not None and browser.body != crawl.body
-    if browser_written:
-        _write_pair(writer, browser, info_id)
+    for resource in resources:
+        _write_pair(writer, resource, info_id)
 
-    payload = _fields(metadata_fields(crawl, browser, browser_written))
+    payload = _fields(metadata_fields(crawl, notes))
     metadata = writer.create_warc_record(
         crawl.url, "metadata", payload=BytesIO(payload), length=len(payload),
         warc_content_type="application/warc-fields",

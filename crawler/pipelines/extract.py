@@ -4,11 +4,17 @@ The text keeps block boundaries as line breaks and drops scripts, styles and sit
 headers, footers), so detection sees what the page says rather than what every page of the site says.
 The page is parsed once, by Scrapy (the spider hands its response's selector root along with the item),
 and the text is serialised by one XSLT pass inside libxslt; the tree is never changed.
+
+libxml2 stops parsing at 2,048 levels of nesting and drops the rest of the document, so an ad wrapped in
+thousands of elements would vanish from the text. A document whose last branch reaches MAX_DEPTH is parsed
+again with everything below that depth unwrapped (see ``_Unwrapper``): its text is kept whatever the
+nesting, in document order.
 """
 
 from __future__ import annotations
 
 import copy
+import html as html_lib
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
@@ -24,6 +30,10 @@ DROP_TAGS = {"script", "style", "noscript", "template", "svg", "iframe", "nav", 
 BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6",
               "section", "article", "blockquote", "pre", "dd", "dt", "dl", "td", "th", "main", "hr",
               "figure", "figcaption", "address", "title", "body"}
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+             "track", "wbr"}
+# Nesting kept as it is; deeper elements are unwrapped. Far beyond real pages, well within libxml2's limit.
+MAX_DEPTH = 200
 _SPACE_RE = re.compile(r"[ \t\r\f\v\u3000\xa0]+")
 
 # Chrome keywords as whole tokens of "class id" (tokens split by whitespace, "_" or "-"; any case).
@@ -104,6 +114,7 @@ class Extracted:
     text: str = ""
     fields: dict[str, list[str]] = field(default_factory=dict)
     image_urls: list[str] = field(default_factory=list)
+    unwrapped: bool = False  # nested too deep for one parse: read from the unwrapped document
 
 
 def _parse(html: str):
@@ -112,6 +123,69 @@ def _parse(html: str):
     if not html.strip():
         return None
     return Selector(text=html, type="html").root
+
+
+def _too_deep(doc) -> bool:
+    """Whether the last branch of the tree reaches MAX_DEPTH: where libxml2 stops at its depth limit, the
+    element it was in is the deepest of the last branch. O(depth), not O(size)."""
+    depth = 0
+    while len(doc) and depth < MAX_DEPTH:
+        doc = doc[-1]
+        depth += 1
+    return depth >= MAX_DEPTH
+
+
+class _Unwrapper:
+    """lxml parser target writing the document back as HTML with every element below MAX_DEPTH unwrapped.
+
+    libxml2's SAX events have no depth limit. Down to MAX_DEPTH each element is written as it was parsed;
+    below it only the text (escaped) and void elements (images, line breaks) are, a block element's tags
+    become line breaks, and a DROP_TAGS element is left out with its content, as extraction would.
+    """
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.depth = 0
+        self.dropping_at = 0  # depth of the dropped element being skipped, 0 when none
+
+    def start(self, tag: str, attrib) -> None:
+        self.depth += 1
+        if self.dropping_at:
+            return
+        if self.depth <= MAX_DEPTH or tag in VOID_TAGS:  # an image or a <br> nests nothing
+            attributes = "".join(f' {name}="{html_lib.escape(value)}"' for name, value in attrib.items())
+            self.out.append(f"<{tag}{attributes}>")
+        elif tag in DROP_TAGS:
+            self.dropping_at = self.depth
+        elif tag in BLOCK_TAGS:
+            self._line_break()
+
+    def end(self, tag: str) -> None:
+        if self.dropping_at == self.depth:
+            self.dropping_at = 0
+        elif not self.dropping_at and tag not in VOID_TAGS:
+            if self.depth <= MAX_DEPTH:
+                self.out.append(f"</{tag}>")
+            elif tag in BLOCK_TAGS:
+                self._line_break()
+        self.depth -= 1
+
+    def _line_break(self) -> None:
+        if not self.out or self.out[-1] != "<br>":  # one is as good as a thousand
+            self.out.append("<br>")
+
+    def data(self, text: str) -> None:
+        if not self.dropping_at:
+            self.out.append(html_lib.escape(text, quote=False))
+
+    def close(self) -> str:
+        return "".join(self.out)
+
+
+def _unwrapped(html: str):
+    """``html`` parsed with everything nested below MAX_DEPTH unwrapped (the same text preparation as parsel)."""
+    parser = etree.HTMLParser(target=_Unwrapper(), recover=True, encoding="utf-8")
+    return _parse(etree.fromstring(html.strip().replace("\x00", "").encode("utf-8"), parser))
 
 
 def _node_text(node) -> str:
@@ -153,7 +227,10 @@ def extract(html: str, selectors: dict[str, str] | None = None, base_url: str = 
         doc = _parse(html)
     if doc is None:
         return Extracted(fields={k: [] for k in (selectors or {}) if k not in ("next_page", "detail_link")})
-    result = Extracted(title=_title(doc))
+    unwrapped = _too_deep(doc)
+    if unwrapped:
+        doc = _unwrapped(html)
+    result = Extracted(title=_title(doc), unwrapped=unwrapped)
     if selectors:
         result.fields = _fields(doc, selectors)
     result.image_urls = _images(doc, base_url)
@@ -201,5 +278,7 @@ class ExtractPipeline:
                 self.stats.inc_value(f"xunjian/selectors/{key}_empty")
         item.fields = fields
         item.image_urls = extracted.image_urls
+        if extracted.unwrapped:
+            self.stats.inc_value("xunjian/extract/unwrapped_deep_nesting")
         self.stats.inc_value("xunjian/extracted")
         return item
