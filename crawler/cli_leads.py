@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crawler.console import CATEGORY_NAMES, SEVERITY_STYLES, category_names, leads_table, local_time, make_console
+from crawler.console import (CATEGORY_NAMES, SEVERITY_STYLES, category_names, leads_table, local_time, make_console,
+                             plain)
 
 from crawler.cli_common import EXIT_BAD_INPUT as EXIT_USAGE
 from crawler.cli_common import CliError as LeadCliError
@@ -86,12 +87,13 @@ def daily(day: str | None, db_url: str | None) -> None:
     db = _open_db(db_url)
     result = _storage_call(daily_list, db, parsed)
     console = make_console()
-    console.print(f"[bold]{result.day.isoformat()} 巡查日报[/]（北京时间，当天有新证据的线索 {len(result.leads)} 条）")
+    console.print(Text.assemble((f"{result.day.isoformat()} 巡查日报", "bold"),
+                                f"（北京时间，当天有新证据的线索 {len(result.leads)} 条）"))
     if not result.leads:
         console.print("当天没有新证据的线索。")
         return
-    console.print(_counts_line("按违规类型", result.by_category, CATEGORY_NAMES))
-    console.print(_counts_line("按处理状态", result.by_status, STATUS_NAMES))
+    console.print(plain(_counts_line("按违规类型", result.by_category, CATEGORY_NAMES)))
+    console.print(plain(_counts_line("按处理状态", result.by_status, STATUS_NAMES)))
     console.print(leads_table(result.leads, "线索列表（按严重程度排序）"))
 
 
@@ -103,13 +105,14 @@ def lead() -> None:
 def _header(console: Console, detail) -> None:
     view = detail.lead
     style = SEVERITY_STYLES.get(view.severity, "")
-    console.print(f"[bold]线索 {view.id}：{view.name or '（未识别）'}[/]")
-    console.print(f"状态：{_status(view.status)}　严重程度：[{style}]{view.severity}[/]　评分：{view.score:.2f}")
-    console.print(f"违规类型：{category_names(view.categories) or '无'}")
+    console.print(plain(f"线索 {view.id}：{view.name or '（未识别）'}", "bold"))
+    console.print(Text.assemble(plain(f"状态：{_status(view.status)}　严重程度："),
+                                plain(view.severity, style), f"　评分：{view.score:.2f}"))
+    console.print(plain(f"违规类型：{category_names(view.categories) or '无'}"))
     console.print(f"首次发现：{local_time(view.first_seen)}　最近发现：{local_time(view.last_seen)}"
                   f"　网页 {len(view.urls)} 个，发现 {view.finding_count} 条")
     if detail.merged_into is not None:
-        console.print(f"[yellow]此线索已并入线索 {detail.merged_into}[/]")
+        console.print(plain(f"此线索已并入线索 {detail.merged_into}", "yellow"))
 
 
 def _identifiers_table(detail) -> Table:
@@ -119,24 +122,22 @@ def _identifiers_table(detail) -> Table:
     for column in ("类型", "规范值", "原文写法", "网页数", "首次出现", "最近出现"):
         table.add_column(column)
     for ident in detail.identifiers:
-        table.add_row(KIND_NAMES.get(ident.kind, ident.kind), ident.value, "；".join(ident.raws)[:80],
-                      str(ident.pages), local_time(ident.first_seen), local_time(ident.last_seen))
+        table.add_row(plain(KIND_NAMES.get(ident.kind, ident.kind)), plain(ident.value),
+                      plain("；".join(ident.raws)[:80]), str(ident.pages), local_time(ident.first_seen),
+                      local_time(ident.last_seen))
     return table
 
 
 def _findings(console: Console, detail) -> None:
-    console.print(f"[bold]违规发现（{len(detail.findings)} 条）[/]")
+    console.print(plain(f"违规发现（{len(detail.findings)} 条）", "bold"))
     for number, item in enumerate(detail.findings, 1):
         style = SEVERITY_STYLES.get(item.severity, "")
-        console.print(f"{number}. [{style}]严重程度 {item.severity}[/]　{CATEGORY_NAMES.get(item.category, item.category)}"
-                      f"　规则 {item.rule}　{item.url}　{local_time(item.fetched_at)}")
-        context = Text("   …")
-        context.append(item.before.replace("\n", " "))
-        context.append(item.text, style="bold red reverse")
-        context.append(item.after.replace("\n", " "))
-        context.append("…")
-        console.print(context)
-        console.print(f"   说明：{item.explanation}　依据：{item.basis}")
+        console.print(Text.assemble(f"{number}. ", plain(f"严重程度 {item.severity}", style),
+                                    plain(f"　{CATEGORY_NAMES.get(item.category, item.category)}　规则 {item.rule}"
+                                          f"　{item.url}　{local_time(item.fetched_at)}")))
+        console.print(Text.assemble("   …", plain(item.before.replace("\n", " ")),
+                                    plain(item.text, "bold red reverse"), plain(item.after.replace("\n", " ")), "…"))
+        console.print(plain(f"   说明：{item.explanation}　依据：{item.basis}"))
 
 
 def _evidence_table(detail) -> Table:
@@ -145,8 +146,8 @@ def _evidence_table(detail) -> Table:
         table.add_column(column, overflow="fold")
     for snap in detail.snapshots:
         files = "；".join(f"{item.get('kind')} {str(item.get('sha256', ''))[:12]}" for item in snap.evidence)
-        table.add_row(str(snap.id), snap.url, local_time(snap.fetched_at), str(snap.status),
-                      snap.content_hash[:16], str(snap.findings), files or "无")
+        table.add_row(str(snap.id), plain(snap.url), local_time(snap.fetched_at), str(snap.status),
+                      plain(snap.content_hash[:16]), str(snap.findings), plain(files or "无"))
     return table
 
 
@@ -161,8 +162,9 @@ def _history_table(detail) -> Table:
         if row.from_status != row.to_status or row.from_status is None:
             before = _status(row.from_status) if row.from_status else "—"
             change = f"{before} → {_status(row.to_status) if row.to_status else '—'}"
-        table.add_row(local_time(row.at), row.actor, ACTION_NAMES.get(row.action, row.action), change,
-                      row.reason, json.dumps(row.details, ensure_ascii=False)[:120] if row.details else "")
+        details = json.dumps(row.details, ensure_ascii=False)[:120] if row.details else ""
+        table.add_row(local_time(row.at), plain(row.actor), plain(ACTION_NAMES.get(row.action, row.action)), change,
+                      plain(row.reason), plain(details))
     return table
 
 
@@ -198,7 +200,7 @@ def lead_merge(first: str, second: str, by: str | None, reason: str, db_url: str
     actor = _require_by(by)
     db = _open_db(db_url)
     kept, gone = _storage_call(merge_leads, db, a, b, actor, reason)
-    make_console().print(f"已将线索 {gone} 并入线索 {kept}（操作人：{actor}）。")
+    make_console().print(plain(f"已将线索 {gone} 并入线索 {kept}（操作人：{actor}）。"))
 
 
 @lead.command("split", cls=OneLineErrors)
@@ -217,7 +219,7 @@ def lead_split(lead_id: str, url: str | None, by: str | None, reason: str, db_ur
     actor = _require_by(by)
     db = _open_db(db_url)
     new_id = _storage_call(split_page, db, number, url, actor, reason)
-    make_console().print(f"已把网页 {url} 从线索 {number} 拆分为新线索 {new_id}（操作人：{actor}）。")
+    make_console().print(plain(f"已把网页 {url} 从线索 {number} 拆分为新线索 {new_id}（操作人：{actor}）。"))
 
 
 @click.command(cls=OneLineErrors)
@@ -248,6 +250,6 @@ def review(lead_id: str, actions: tuple[str, ...], note: str | None, by: str | N
     before, after = _storage_call(apply_review, db, number, action, actor, text or "")
     console = make_console()
     if action == "note":
-        console.print(f"已为线索 {number} 添加备注（操作人：{actor}）。")
+        console.print(plain(f"已为线索 {number} 添加备注（操作人：{actor}）。"))
     else:
-        console.print(f"线索 {number}：{_status(before)} → {_status(after)}（操作人：{actor}）。")
+        console.print(plain(f"线索 {number}：{_status(before)} → {_status(after)}（操作人：{actor}）。"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from crawler.console import local_time, make_console
+from crawler.console import local_time, make_console, plain
 from crawler.health import finish_name
 
 from crawler.cli_common import EXIT_BAD_INPUT, OneLineCommand, OneLineGroup
@@ -98,9 +98,9 @@ def runs(source: str | None, limit: int, db_url: str | None) -> None:
     console = make_console()
     who = f"来源 {source} 的" if source else ""
     if not rows:
-        console.print(f"没有{who}抓取记录。")
+        console.print(plain(f"没有{who}抓取记录。"))
         return
-    table = Table(title=f"{who}抓取记录（最近 {len(rows)} 次）", header_style="bold")
+    table = Table(title=plain(f"{who}抓取记录（最近 {len(rows)} 次）"), header_style="bold")
     for name, justify in (("编号", "right"), ("来源", "left"), ("开始", "left"), ("结束", "left"),
                           ("结束原因", "left"), ("页面", "right"), ("错误（按类型）", "left"),
                           ("新发现", "right"), ("新线索", "right")):
@@ -109,8 +109,8 @@ def runs(source: str | None, limit: int, db_url: str | None) -> None:
         errors = str(run.errors)
         if run.errors_by_kind:
             errors += "（" + "，".join(f"{k} {v}" for k, v in run.errors_by_kind.items()) + "）"
-        table.add_row(str(run.id), run.source, local_time(run.started_at), local_time(run.finished_at),
-                      finish_name(run.finish_reason), str(run.pages), errors, str(run.new_findings),
+        table.add_row(str(run.id), plain(run.source), local_time(run.started_at), local_time(run.finished_at),
+                      plain(finish_name(run.finish_reason)), str(run.pages), plain(errors), str(run.new_findings),
                       str(run.new_leads))
     console.print(table)
 
@@ -136,10 +136,10 @@ def status(sources_path: str | None, db_url: str | None, data_dir: str | None) -
         last = health.run
         job = CRAWL_PREFIX + source.name
         upcoming = local_time(next_runs[job]) if next_runs.get(job) else ("已暂停" if job in next_runs else "未调度")
-        label = f"[green]{health.label}[/]" if health.healthy else f"[bold red]{health.label}[/]"
-        table.add_row(source.name, local_time(last.started_at) if last else "从未抓取",
-                      finish_name(last.finish_reason) if last else "", str(last.pages) if last else "",
-                      label, health.reason, upcoming)
+        label = plain(health.label, "green" if health.healthy else "bold red")
+        table.add_row(plain(source.name), local_time(last.started_at) if last else "从未抓取",
+                      plain(finish_name(last.finish_reason) if last else ""), str(last.pages) if last else "",
+                      label, plain(health.reason), upcoming)
     make_console().print(table)
 
 
@@ -160,4 +160,4 @@ def canary(data_dir: str | None, answer_key: str | None) -> None:
     result = run_canary(data_dir=data, answer_key_path=answer_key)
     if not result.ok:
         raise OpsError(result.message)
-    make_console().print(result.message)
+    make_console().print(plain(result.message))

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from detectors.model import CATEGORY_LABELS
 from storage.workflow import STATUS_NAMES
@@ -18,6 +19,24 @@ from storage.workflow import STATUS_NAMES
 CATEGORY_NAMES = CATEGORY_LABELS
 SEVERITY_STYLES = {5: "bold red", 4: "red", 3: "yellow", 2: "cyan", 1: "dim"}
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+# Characters a page could use to drive the terminal, each shown as ONE visible character so offsets into
+# the text still hold: C0 controls (but tab and newline) as their Control Pictures (ESC as ␛), DEL as ␡,
+# C1 controls and the bidi overrides that reorder a line as �.
+_VISIBLE = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n"} | {0x7F: 0x2421}
+_VISIBLE |= dict.fromkeys([*range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)], 0xFFFD)
+
+
+def visible(value: object) -> str:
+    """Crawled or typed text made safe for a terminal: escape sequences from a page would recolour,
+    retitle or clear the inspector's screen, so no control character reaches the terminal raw."""
+    return ("" if value is None else str(value)).translate(_VISIBLE)
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Crawled or typed text for rich: a ``Text`` is never parsed as markup (``[/bold]`` or
+    ``[link=…]`` in a page title stays literal text), and its control characters are made ``visible``."""
+    return Text(visible(value), style=style)
 
 
 def local_time(value: datetime | None) -> str:
@@ -45,12 +64,12 @@ def leads_table(leads: list, title: str) -> Table:
             urls += f"\n等 {len(lead.urls)} 个网页"
         table.add_row(
             str(lead.id),
-            lead.name or "（未识别）",
-            category_names(lead.categories),
-            f"[{SEVERITY_STYLES.get(lead.severity, '')}]{lead.severity}[/]",
+            plain(lead.name or "（未识别）"),
+            plain(category_names(lead.categories)),
+            plain(lead.severity, SEVERITY_STYLES.get(lead.severity, "")),
             f"{lead.score:.2f}",
-            STATUS_NAMES.get(lead.status, lead.status),
-            urls,
+            plain(STATUS_NAMES.get(lead.status, lead.status)),
+            plain(urls),
             local_time(lead.first_seen),
             local_time(lead.last_seen),
         )
@@ -102,8 +121,8 @@ def summary_table(outcomes: list) -> Table:
         errors = str(o.errors)
         if o.errors_by_kind:
             errors += "（" + "，".join(f"{k} {v}" for k, v in sorted(o.errors_by_kind.items())) + "）"
-        table.add_row(o.source.name, str(o.pages), str(o.new_pages), errors, str(o.new_findings),
-                      str(o.new_leads), FINISH_NAMES.get(o.finish_reason, o.finish_reason))
+        table.add_row(plain(o.source.name), str(o.pages), str(o.new_pages), plain(errors), str(o.new_findings),
+                      str(o.new_leads), plain(FINISH_NAMES.get(o.finish_reason, o.finish_reason)))
     return table
 
 
@@ -121,4 +140,7 @@ FINISH_NAMES = {
 
 
 def make_console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, soft_wrap=False)
+    """The console of every command: markup and emoji codes off, so no string it prints is ever parsed
+    (``[/bold]`` in a page title cannot crash a screen, ``[link=…]`` cannot make a link); the code's own
+    styles are ``Text`` styles, and crawled or typed strings go through ``plain``."""
+    return Console(stderr=stderr, soft_wrap=False, markup=False, emoji=False)

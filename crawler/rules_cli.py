@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from crawler.console import CATEGORY_NAMES
+from crawler.console import CATEGORY_NAMES, make_console
 
 
 def _engine(directory: str | None):
@@ -38,7 +37,7 @@ def rules_check(directory: str | None) -> None:
     table.add_column("规则数", justify="right")
     for category, count in sorted(per_category.items()):
         table.add_row(CATEGORY_NAMES.get(category, category), str(count))
-    Console().print(table)
+    make_console().print(table)
 
 
 @rules.command("test")
