@@ -22,7 +22,7 @@ from crawler.model_cli import model
 from crawler.console import leads_csv, leads_json, leads_table, make_console, summary_table
 from crawler.sources import DEFAULT_SOURCES_FILE, SourcesError, find_source, load_sources
 
-from crawler.cli_common import EXIT_BAD_INPUT, CliError
+from crawler.cli_common import EXIT_BAD_INPUT, CliError, keep_private
 from crawler.cli_common import db_option as _db_option
 from crawler.cli_common import open_db as _open_db
 
@@ -65,6 +65,7 @@ def _crawl(sources, db, console):
 @click.version_option(package_name="xunjian")
 def main() -> None:
     """xunjian (巡检): patrol tutoring ads, flag rule-breaking ones, keep leads and evidence."""
+    keep_private()
 
 
 @main.command()
@@ -132,6 +133,7 @@ def demo(port: int, db_url: str | None) -> None:
     """Serve the bundled demo site on 127.0.0.1, crawl it, and print today's flagged list."""
     from crawler.demo import SOURCES_FILE
     from crawler.demo.server import start_demo_server
+    from storage.db import mask_url
     from storage.repository import list_leads
 
     db = _open_db(db_url)
@@ -146,7 +148,7 @@ def demo(port: int, db_url: str | None) -> None:
         sources = _load(str(SOURCES_FILE))
         _crawl(sources, db, console)
     _print_leads(list_leads(db), "table", None, False)
-    where = db.path.resolve() if db.path else db.url
+    where = db.path.resolve() if db.path else mask_url(db.url)
     console.print(f"数据库位置：{where}")
 
 
@@ -180,10 +182,10 @@ def db() -> None:
 @_db_option
 def db_upgrade(db_url: str | None) -> None:
     """Apply database migrations (creates the database if needed)."""
-    from storage.db import current_revision
+    from storage.db import current_revision, mask_url
 
     database = _open_db(db_url)
-    click.echo(f"数据库已升级到版本 {current_revision(database.url)}：{database.url}")
+    click.echo(f"数据库已升级到版本 {current_revision(database.url)}：{mask_url(database.url)}")
 
 
 main.add_command(detect)

@@ -5,10 +5,24 @@ Exit codes: 0 success; 1 the work failed or was refused; 2 bad input or usage.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+# Group and others get nothing: files 0600, directories 0700.
+PRIVATE_UMASK = 0o077
+
+
+def keep_private() -> None:
+    """Make every file and directory this process (and its children) creates private to its user.
+
+    The database, logs, daily lists, exports and evidence hold advertisers' phone numbers and WeChat
+    ids; with a default umask of 022 they would be world-readable. Called first by each entry point
+    (the ``xunjian`` command, hence the scheduler, and ``crawler.crawl_job``).
+    """
+    os.umask(PRIVATE_UMASK)
 
 
 class CliError(click.ClickException):
@@ -19,7 +33,10 @@ class CliError(click.ClickException):
         self.exit_code = code
 
     def show(self, file=None) -> None:
-        click.echo(f"错误：{self.message}", err=True)
+        # A URL or typed value in the message may carry terminal escapes.
+        from crawler.console import visible
+
+        click.echo(f"错误：{visible(self.message)}", err=True)
 
 
 class _OneLineUsage:

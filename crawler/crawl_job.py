@@ -2,6 +2,9 @@
 
     python -m crawler.crawl_job --source NAME [--sources FILE] [--db URL] [--data-dir DIR]
 
+The scheduler gives the database URL in ``$XUNJIAN_DB_URL``, never as ``--db``: a command line is
+visible to every user in ``ps`` and the URL may hold a password. Files are created private (umask 077).
+
 The run gets its own JOBDIR under ``<data>/jobs/<source>/`` (see crawler.jobdir): a run stopped by a
 signal is resumed by the next one when its JOBDIR is complete, otherwise the next run starts fresh.
 Scrapy's log goes to ``<data>/logs/``; a one-line summary (or a one-line error) goes to stderr, and the
@@ -90,6 +93,9 @@ def redis_run_label(job) -> tuple[str | None, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from crawler.cli_common import keep_private
+
+    keep_private()
     signal.signal(signal.SIGTERM, _stopped_early)
     args = parse_args(argv)
     from crawler.sources import SourcesError, find_source, load_sources

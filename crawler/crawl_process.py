@@ -1,8 +1,10 @@
 """Crawl subprocesses: each scheduled crawl runs in a process of its own, never in the scheduler.
 
-``spawn_crawl`` starts ``python -m crawler.crawl_job --source NAME --sources FILE --db URL --data-dir DIR``
+``spawn_crawl`` starts ``python -m crawler.crawl_job --source NAME --sources FILE --data-dir DIR``
 (or the command in ``$XUNJIAN_CRAWL_COMMAND``, shell-split, with the same arguments appended), waits
-for it and returns its exit code.  Children run in a session of their own so that a Ctrl-C on the
+for it and returns its exit code.  The database URL goes in the child's ``$XUNJIAN_DB_URL``, not on its
+command line, which every user sees in ``ps`` and which is logged when the start fails: the URL may
+hold a password.  Children run in a session of their own so that a Ctrl-C on the
 scheduler's terminal does not reach them; ``stop_all`` sends each running child ONE SIGTERM, waits up
 to ``timeout`` seconds for all of them, and only then SIGKILLs (and logs) the ones still running.
 """
@@ -19,6 +21,8 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+
+from storage.db import ENV_DB_URL
 
 log = logging.getLogger("xunjian.scheduler")
 
@@ -88,11 +92,10 @@ def spawn_crawl(source: str, *, sources_path: str | Path, db_url: str, data_dir:
 
     Returns ``EXIT_NOT_STARTED`` when the scheduler is stopping and the crawl was not started.
     """
-    argv = crawl_command() + ["--source", source, "--sources", str(sources_path), "--db", db_url,
-                              "--data-dir", str(data_dir)]
+    argv = crawl_command() + ["--source", source, "--sources", str(sources_path), "--data-dir", str(data_dir)]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = Path(data_dir) / "logs" / f"scheduled-{source}-{stamp}.log"
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, ENV_DB_URL: db_url, **(env or {})}
     try:
         proc = children.start(source, argv, log_path, full_env)
     except OSError as exc:

@@ -3,7 +3,7 @@
 Every change to a lead (state, merge, split, note, export, reopen) adds one
 ``AuditEvent`` row. Nothing here updates or deletes a row: the ORM refuses it
 (``storage.models`` guards) and so does the database (triggers created by
-migration 0002_lead_workflow).
+migrations 0002_lead_workflow and 0004_audit_no_replace).
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def _sqlite_file(url: URL) -> Path | None:
 
 
 def _check_sqlite_directory(url: URL, path: Path) -> None:
-    """Create the parent directory of a SQLite file and prove it is writable."""
+    """Create the parent directory of a SQLite file (0700: it holds personal data) and prove it is writable."""
     parent = path.absolute().parent
     existing = parent
     while not existing.exists() and existing != existing.parent:
@@ -134,7 +134,7 @@ def _check_sqlite_directory(url: URL, path: Path) -> None:
     if not existing.is_dir():
         raise _unavailable(url, f"{existing} 不是目录，无法存放数据库文件")
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as error:
         raise _unavailable(url, f"无法创建目录 {parent}（{_os_reason(error)}）") from error
     if path.exists() and not path.is_file():

@@ -109,7 +109,9 @@ class EvidenceStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(temp_name, 0o444)  # evidence is read-only once written
+            # Read-only once written, and readable only by whom its directory admits (0700 under
+            # xunjian's umask): evidence holds personal data.
+            os.chmod(temp_name, 0o444 & target.parent.stat().st_mode)
             os.replace(temp_name, target)
         except OSError as error:
             try:
