@@ -1,12 +1,16 @@
 """``xunjian detect``: JSON Lines in, one JSON line of findings out per input line, in order.
 
-A bad line (invalid UTF-8, not JSON, not an object, no text) is reported on stderr with its line number
-and skipped; the other lines are still processed, and the exit code tells that something was skipped.
+A bad line (invalid UTF-8, not JSON, not an object, no text, a non-string title or url, a lone
+surrogate, NaN, a number too long to convert, nesting too deep for the parser, more than
+``MAX_LINE_BYTES``) is reported on stderr with its line number and skipped; the other lines are still
+processed, and the exit code tells that something was skipped.  The input is hostile (crawled text),
+so no line can stop the command.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import BinaryIO, Iterator
 
 import click
@@ -14,38 +18,93 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crawler.console import CATEGORY_NAMES
+from crawler.console import CATEGORY_NAMES, plain, visible
 
 EXIT_OK = 0
 EXIT_SKIPPED = 1
+MAX_LINE_BYTES = 10 * 1024 * 1024  # a longer line is refused without being held in memory
+_DRAIN_CHUNK = 1 << 20
+_MAX_DIGITS = 4300  # Python's own int conversion limit (sys.get_int_max_str_digits), reported in Chinese
+
+
+class _BadLine(ValueError):
+    """Why one input line cannot be used; the message is what the inspector reads."""
+
+
+def _lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """Yield (line number, bytes), or (line number, None) for a line over ``limit`` bytes.
+
+    An over-long line is read on and dropped in chunks, so memory stays bounded whatever the input."""
+    lineno = 0
+    while raw := stream.readline(limit + 1):
+        lineno += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while (chunk := stream.readline(_DRAIN_CHUNK)) and not chunk.endswith(b"\n"):
+                pass
+            raw = None
+        yield lineno, raw
+
+
+def _parse_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > _MAX_DIGITS:
+        raise _BadLine(f"数字过长（{len(digits.lstrip('-'))} 位，上限 {_MAX_DIGITS} 位）")
+    return int(digits)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _BadLine(f"数值 {literal[:20]}{'…' if len(literal) > 20 else ''} 超出范围")
+    return value
+
+
+def _parse_constant(name: str):
+    raise _BadLine(f"含有 {name}（不是标准 JSON）")
+
+
+def _document(raw: bytes | None) -> dict | None:
+    """The document on one line (None for a blank line); raise ``_BadLine`` when it cannot be used."""
+    if raw is None:
+        raise _BadLine(f"超过 {MAX_LINE_BYTES // (1024 * 1024)} MB 的行长度上限")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _BadLine(f"不是有效的 UTF-8（第 {exc.start + 1} 字节）") from None
+    if "\x00" in line:
+        raise _BadLine("含有二进制数据（NUL 字节）")
+    if not line.strip():
+        return None
+    try:
+        doc = json.loads(line, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except json.JSONDecodeError as exc:
+        raise _BadLine(f"不是有效的 JSON（第 {exc.colno} 列：{exc.msg}）") from None
+    except RecursionError:
+        raise _BadLine("JSON 嵌套过深") from None
+    if not isinstance(doc, dict):
+        raise _BadLine("应为 JSON 对象")
+    if not isinstance(doc.get("text"), str):
+        raise _BadLine("缺少字符串字段 \"text\"")
+    for key in ("title", "url"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise _BadLine(f"字段 \"{key}\" 应为字符串，实际为 {type(doc[key]).__name__}")
+    for key in ("id", "text", "title", "url"):  # a lone surrogate ("\ud800") can be neither detected nor written
+        try:
+            json.dumps(doc.get(key), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _BadLine(f"字段 \"{key}\" 含有不成对的代理字符 U+{ord(exc.object[exc.start]):04X}") from None
+    return doc
 
 
 def read_documents(stream: BinaryIO, errors: list[str]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, document) for good lines; append one message per bad line to ``errors``."""
-    for lineno, raw in enumerate(stream, start=1):
+    for lineno, raw in _lines(stream, MAX_LINE_BYTES):
         try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(f"第 {lineno} 行：不是有效的 UTF-8（第 {exc.start + 1} 字节），已跳过")
+            doc = _document(raw)
+        except _BadLine as exc:
+            errors.append(f"第 {lineno} 行：{exc}，已跳过")
             continue
-        if "\x00" in line:
-            errors.append(f"第 {lineno} 行：含有二进制数据（NUL 字节），已跳过")
-            continue
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"第 {lineno} 行：不是有效的 JSON（第 {exc.colno} 列：{exc.msg}），已跳过")
-            continue
-        if not isinstance(doc, dict):
-            errors.append(f"第 {lineno} 行：应为 JSON 对象，已跳过")
-            continue
-        text = doc.get("text")
-        if not isinstance(text, str):
-            errors.append(f"第 {lineno} 行：缺少字符串字段 \"text\"，已跳过")
-            continue
-        yield lineno, doc
+        if doc is not None:
+            yield lineno, doc
 
 
 def result_line(doc: dict, lineno: int, result) -> dict:
@@ -66,10 +125,10 @@ def result_line(doc: dict, lineno: int, result) -> dict:
 def highlighted(text: str, findings: list, context: int = 30) -> Text:
     """The document with every matched span highlighted, trimmed to the neighbourhood of the matches."""
     if not findings:
-        return Text(text[:120] + ("…" if len(text) > 120 else ""))
+        return Text(visible(text[:120]) + ("…" if len(text) > 120 else ""))
     lo = max(0, min(f.start for f in findings) - context)
     hi = min(len(text), max(f.end for f in findings) + context)
-    out = Text(("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else ""))
+    out = Text(("…" if lo else "") + visible(text[lo:hi]) + ("…" if hi < len(text) else ""))
     shift = 1 if lo else 0
     for f in findings:
         out.stylize("bold black on yellow", f.start - lo + shift, f.end - lo + shift)
@@ -78,7 +137,7 @@ def highlighted(text: str, findings: list, context: int = 30) -> Text:
 
 def print_table(console: Console, doc_id, text: str, result) -> None:
     cats = "、".join(CATEGORY_NAMES.get(c, c) for c in result.categories) or "未发现问题"
-    console.print(f"[bold]{doc_id}[/]  {cats}  评分 {result.score:.2f}")
+    console.print(Text.assemble(plain(doc_id, "bold"), f"  {cats}  评分 {result.score:.2f}"))
     if not result.findings:
         return
     console.print(highlighted(text, result.findings))
@@ -87,7 +146,7 @@ def print_table(console: Console, doc_id, text: str, result) -> None:
         table.add_column(col, overflow="fold")
     for f in result.findings:
         table.add_row(f"{CATEGORY_NAMES.get(f.category, f.category)}（{f.subcategory}）", f.rule, str(f.severity),
-                      f"{f.start}–{f.end}", f.text, f.explanation, f.basis)
+                      f"{f.start}–{f.end}", plain(f.text), plain(f.explanation), plain(f.basis))
     console.print(table)
 
 
@@ -105,7 +164,7 @@ def detect(file: BinaryIO, fmt: str) -> None:
     engine = get_engine()
     errors: list[str] = []
     bad = 0
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
     stdout = click.get_text_stream("stdout")
 
     def report() -> int:

@@ -19,25 +19,33 @@ A finished run that resumed interrupted runs (stat ``xunjian/resumed_from``, pos
 did only the rest of the work, so it is judged on the pages, errors and selector counts of the whole
 chain, and so is every run in the page history.
 
-``alert(...)`` logs the alert and, when ``XUNJIAN_WEBHOOK_URL`` is set, POSTs it as JSON there.
+``alert(...)`` logs the alert and, when ``XUNJIAN_WEBHOOK_URL`` is set, POSTs it as JSON there.  The
+webhook is an outbound door like any other: http(s) only, public addresses only unless the operator sets
+``XUNJIAN_WEBHOOK_ALLOW_PRIVATE=1`` (an intranet alert receiver, the tests), no redirects followed, and a
+failed delivery logs the URL without its credentials or query (where tokens live).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
+import re
 import statistics
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
+from crawler.netpolicy import REASONS, Blocked, check_url
 from storage.runs import RunView
 
 log = logging.getLogger("xunjian.health")
 
 WEBHOOK_ENV = "XUNJIAN_WEBHOOK_URL"
+WEBHOOK_ALLOW_PRIVATE_ENV = "XUNJIAN_WEBHOOK_ALLOW_PRIVATE"
 OK_REASONS = frozenset({"finished", "closespider_pagecount", "closespider_timeout", "closespider_itemcount"})
 HISTORY = 5
 MIN_HISTORY = 1
@@ -173,18 +181,47 @@ def source_health(db, source: str, running: bool = False) -> Health:
     return assess(list_runs(db, source, FETCH), running=running)
 
 
-def post_webhook(url: str, payload: dict) -> bool:
-    """POST ``payload`` as JSON; log (never raise) when the webhook cannot be reached."""
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
-    )
+_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")  # http.client would refuse them, echoing the query
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for a log: no ``user:pass@``, and the query and fragment (where tokens live) as ``…``."""
     try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
+        parts = urlsplit(url)
+    except ValueError:
+        return "（无法解析的网址）"
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return shown + ("?…" if parts.query else "") + ("#…" if parts.fragment else "")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would be followed as a GET without the alert, to an address nobody checked: it is
+    reported as a failed delivery instead."""
+
+    def redirect_request(self, *args):
+        return None
+
+
+def post_webhook(url: str, payload: dict) -> bool:
+    """POST ``payload`` as JSON; log (never raise) when the webhook is refused or cannot be reached."""
+    allow_private = os.environ.get(WEBHOOK_ALLOW_PRIVATE_ENV, "").strip().lower() in ("1", "true", "yes")
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    try:
+        if _UNSAFE_URL_CHARS.search(url):
+            raise Blocked(url, "invalid")
+        check_url(url, allow_private=allow_private)
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+        )
+        with urllib.request.build_opener(_NoRedirects).open(request, timeout=WEBHOOK_TIMEOUT) as response:
             response.read()
         return True
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.error("告警推送失败：%s（%s）", url, exc)
+    except Blocked as exc:
+        hint = f"；内网接收端请设置 {WEBHOOK_ALLOW_PRIVATE_ENV}=1" if exc.address else ""
+        log.error("告警推送被拒绝：%s（%s%s）", redact_url(url), REASONS[exc.reason], hint)
+        return False
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        log.error("告警推送失败：%s（%s）", redact_url(url), exc)
         return False
 
 

@@ -11,7 +11,6 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from parsel import Selector
@@ -22,6 +21,8 @@ SELECTOR_KEYS = ("title", "body", "contact", "price", "next_page", "detail_link"
 # Depth and page limits applied when a source does not set its own.
 DEFAULT_MAX_DEPTH = {"listing": 50, "site": 3, "sitemap": 2}
 DEFAULT_MAX_PAGES = 500
+# A real sources file is a few kilobytes; a bigger one is a mistake or an attack on the loader.
+MAX_SOURCES_FILE_BYTES = 5 * 1024 * 1024
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -101,6 +102,12 @@ def selector_query(sel: Selector, query: str):
     return sel.css(query)
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """A name or key from the file as one line of a message: control characters escaped, cut at ``limit``."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
 class _Locator:
     """Finds the line of a source table or of a field inside it, for error messages."""
 
@@ -130,8 +137,8 @@ class _Checker:
     def fail(self, key: str | None, message: str) -> SourcesError:
         line = self.locator.field_line(self.index, key.split(".")[0]) if key else self.locator.table_line(self.index)
         where = f"{self.path}:{line}" if line else self.path
-        who = f"来源 \"{self.name}\"" if self.name else f"第 {self.index + 1} 个 [[source]]"
-        what = f"，字段 \"{key}\"" if key else ""
+        who = f"来源 \"{_shown(self.name)}\"" if self.name else f"第 {self.index + 1} 个 [[source]]"
+        what = f"，字段 \"{_shown(key)}\"" if key else ""
         return SourcesError(f"{where}: {who}{what}：{message}")
 
     def expand(self, key: str, value: str) -> str:
@@ -202,17 +209,30 @@ def _minutes(check: _Checker, raw: dict) -> float | None:
 
 
 def _check_url(check: _Checker, url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, a host name that changes under NFKC
+        raise check.fail("start_urls", f"不是有效的 http(s) 网址：{url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise check.fail("start_urls", f"不是有效的 http(s) 网址：{url!r}")
+    try:
+        valid_port = parts.port != 0
+    except ValueError:  # not a number, or over 65535
+        valid_port = False
+    if not valid_port:
+        raise check.fail("start_urls", f"端口无效（应为 1 到 65535 的整数）：{url!r}")
 
 
 def _check_regexes(check: _Checker, key: str, patterns: tuple[str, ...]) -> None:
     for pattern in patterns:
+        shown = pattern if len(pattern) <= 60 else pattern[:60] + "…"
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise check.fail(key, f"正则表达式 {pattern!r} 无效：{exc}") from None
+            raise check.fail(key, f"正则表达式 {shown!r} 无效：{exc}") from None
+        except (OverflowError, RecursionError) as exc:  # a{4294967296}; a thousand nested groups
+            problem = "重复次数过大" if isinstance(exc, OverflowError) else "括号嵌套过深"
+            raise check.fail(key, f"正则表达式 {shown!r} 无效：{problem}") from None
 
 
 def _check_cron(check: _Checker, expr: str) -> None:
@@ -313,7 +333,11 @@ def load_sources(path: str | os.PathLike | None = None) -> list[Source]:
     """Load and check a sources file; raise ``SourcesError`` (one line) on any problem."""
     path = str(path or DEFAULT_SOURCES_FILE)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SOURCES_FILE_BYTES + 1)
+        if len(raw) > MAX_SOURCES_FILE_BYTES:
+            raise SourcesError(f"{path}: 来源配置文件过大（超过 {MAX_SOURCES_FILE_BYTES // (1024 * 1024)} MB）")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SourcesError(f"{path}: 找不到来源配置文件（用 --sources 指定路径）") from None
     except UnicodeDecodeError as exc:
@@ -324,9 +348,11 @@ def load_sources(path: str | os.PathLike | None = None) -> list[Source]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SourcesError(f"{path}: TOML 语法错误：{exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise SourcesError(f"{path}: TOML 数组或内联表嵌套过深") from None
     extra = sorted(set(data) - {"source"})
     if extra:
-        raise SourcesError(f"{path}: 未知的顶层键 \"{extra[0]}\"；来源应写成 [[source]] 表")
+        raise SourcesError(f"{path}: 未知的顶层键 \"{_shown(extra[0])}\"；来源应写成 [[source]] 表")
     raw_sources = data.get("source", [])
     if not isinstance(raw_sources, list) or not raw_sources:
         raise SourcesError(f"{path}: 没有任何 [[source]] 表")

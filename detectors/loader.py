@@ -131,6 +131,9 @@ def _compile(ctx: _Ctx, fld: str, pattern: str) -> None:
         re.compile(pattern)
     except re.error as exc:
         raise ctx.fail(fld, f"正则表达式无效：{exc}") from None
+    except (OverflowError, RecursionError) as exc:  # a{4294967296}; a thousand nested groups
+        problem = "重复次数过大" if isinstance(exc, OverflowError) else "括号嵌套过深"
+        raise ctx.fail(fld, f"正则表达式无效：{problem}") from None
 
 
 def _parse_lexicon(path: str, name: str, data) -> Lexicon:

@@ -14,8 +14,10 @@ from tests.test_scheduler import Scheduler, sources_file, wait_for
 
 
 @pytest.fixture
-def webhook():
-    """A real HTTP server on 127.0.0.1 that records every JSON POST it receives."""
+def webhook(monkeypatch):
+    """A real HTTP server on 127.0.0.1 that records every JSON POST it receives (a private address:
+    the operator's explicit allowance is set, for this process and the commands it starts)."""
+    monkeypatch.setenv("XUNJIAN_WEBHOOK_ALLOW_PRIVATE", "1")
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
