@@ -123,8 +123,8 @@ PLAYWRIGHT_BROWSER_TYPE = "chromium"
 PLAYWRIGHT_LAUNCH_OPTIONS = {
     "executable_path": XUNJIAN_CHROMIUM,
     "headless": True,
+    "chromium_sandbox": False,  # spiders/base.py turns the sandbox on where a probe start shows it works
     "args": [
-        "--no-sandbox",
         "--disable-gpu",
         "--disable-quic",
         "--no-first-run",

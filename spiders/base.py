@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import scrapy
+from scrapy import signals
 from scrapy.exceptions import (
     CannotResolveHostError,
     DownloadCancelledError,
@@ -32,6 +34,7 @@ from twisted.internet.error import (
 )
 from twisted.python.failure import Failure
 
+from crawler.chromium import browser_env, prepare_sandbox, unsandboxed
 from crawler.items import PageItem
 from crawler.middlewares.conditional import NotModified
 from crawler.middlewares.netpolicy import BrowserRequestGuard, NetworkBlocked
@@ -77,7 +80,34 @@ class SourceSpider(scrapy.Spider):
         if spider.source.render:  # the requests chromium makes on its own pass the network policy too
             guard = BrowserRequestGuard(crawler, spider.source.allow_private)
             crawler.settings.set("PLAYWRIGHT_ABORT_REQUEST", guard, priority="spider")
+            spider._sandbox_browser(crawler)
         return spider
+
+    def _sandbox_browser(self, crawler) -> None:
+        """Launch options of the rendering browser: sandboxed (as ``nobody`` through a wrapper when
+        root) if a probe start of it succeeds, else ``--no-sandbox``, logged and counted. The wrapper
+        stays until the spider closes (scrapy-playwright relaunches a browser that died); the browser
+        inherits none of the crawler's environment."""
+        options = dict(crawler.settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS"), env=browser_env())
+        executable = options.get("executable_path") or crawler.settings.get("XUNJIAN_CHROMIUM")
+        prepared = prepare_sandbox(executable) if executable else None
+        if prepared:
+            options["executable_path"], self._sandbox_dir = prepared
+            options["chromium_sandbox"] = True
+            if self._sandbox_dir:  # a wrapper (root)
+                crawler.signals.connect(self._remove_sandbox_wrapper, signal=signals.spider_closed)
+        else:
+            options["chromium_sandbox"] = False
+            crawler.signals.connect(self._count_unsandboxed, signal=signals.spider_opened)  # stats come later
+            self.logger.warning("chromium sandbox unavailable (%s): rendered pages run with --no-sandbox",
+                                unsandboxed.get(executable, "no executable"))
+        crawler.settings.set("PLAYWRIGHT_LAUNCH_OPTIONS", options, priority="spider")
+
+    def _count_unsandboxed(self) -> None:
+        self.crawler.stats.set_value("xunjian/render/unsandboxed", 1)
+
+    def _remove_sandbox_wrapper(self) -> None:
+        shutil.rmtree(self._sandbox_dir, ignore_errors=True)
 
     def _apply_source_settings(self, settings) -> None:
         """Per-source limits and politeness; settings are not frozen yet when the spider is built."""

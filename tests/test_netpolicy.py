@@ -289,3 +289,89 @@ def test_allow_private_host_name_resolves_for_its_own_source(site, tmp_path):
     result, _ = _run(tmp_path, text)
     assert result.code == 0, result.err
     assert "/a.html" in site.fetched
+
+
+def _render_spider(tmp_path: Path, chromium: str):
+    from scrapy import signals
+    from scrapy.crawler import Crawler
+    from scrapy.settings import Settings
+    from scrapy.statscollectors import MemoryStatsCollector
+
+    from crawler.sources import find_source, load_sources
+    from spiders.site import SiteSpider
+
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[[source]]\nname = "r"\nkind = "site"\nstart_urls = ["http://127.0.0.1:1/"]\n'
+                       "allow_private = true\nrender = true\n", encoding="utf-8")
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    settings.set("XUNJIAN_CHROMIUM", chromium)
+    settings.set("PLAYWRIGHT_LAUNCH_OPTIONS", {**settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS"),
+                                               "executable_path": chromium})
+    crawler = Crawler(SiteSpider, settings)
+    spider = SiteSpider.from_crawler(crawler, source=find_source(load_sources(sources), "r"))
+    crawler.stats = MemoryStatsCollector(crawler)  # as Crawler.crawl() does once the spider is built
+    crawler.signals.send_catch_log(signals.spider_opened, spider=spider)
+    return crawler, spider, lambda: crawler.signals.send_catch_log(signals.spider_closed, spider=spider)
+
+
+def test_render_browser_is_sandboxed_and_its_wrapper_removed_when_the_spider_closes(tmp_path):
+    """The scrapy-playwright browser gets the launch options the spider chose: chromium's own sandbox
+    (as ``nobody`` through the wrapper when root), proved by chrome://sandbox, and none of our env."""
+    import asyncio
+    import os
+
+    from playwright.async_api import async_playwright
+
+    crawler, _, close = _render_spider(tmp_path, "/usr/bin/chromium")
+    options = crawler.settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
+    assert options["chromium_sandbox"] is True and "--no-sandbox" not in options["args"]
+    assert "XUNJIAN_DB_URL" not in options["env"]
+    assert "xunjian/render/unsandboxed" not in crawler.stats.get_stats()
+
+    async def sandbox_page():
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(**options)
+            try:
+                page = await browser.new_page()
+                await page.goto("chrome://sandbox")
+                text = await page.inner_text("body")
+                uids = {os.stat(f"/proc/{pid}").st_uid for pid in os.listdir("/proc") if pid.isdigit()
+                        and _cmdline(pid).startswith("/usr/lib/chromium/chromium")}
+                return text, uids
+            finally:
+                await browser.close()
+
+    text, uids = asyncio.run(sandbox_page())
+    assert "You are adequately sandboxed" in text, text
+    if os.geteuid() == 0:
+        assert uids == {65534}  # nobody, never root
+        wrapper = Path(options["executable_path"])
+        assert wrapper.exists()
+        close()
+        assert not wrapper.parent.exists()
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
+def test_render_browser_falls_back_to_no_sandbox_with_one_warning_and_a_stat(tmp_path, caplog):
+    """A chromium whose sandbox cannot start (here: one that says so and exits) is launched unsandboxed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as public:  # readable by nobody, unlike pytest's tmp_path
+        Path(public).chmod(0o755)
+        fake = Path(public) / "chromium"
+        fake.write_text("#!/bin/sh\necho 'No usable sandbox!' >&2\nexit 1\n", encoding="utf-8")
+        fake.chmod(0o755)
+        with caplog.at_level("WARNING"):
+            crawler, _, _ = _render_spider(tmp_path, str(fake))
+    options = crawler.settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
+    assert options["chromium_sandbox"] is False and options["executable_path"] == str(fake)
+    assert crawler.stats.get_value("xunjian/render/unsandboxed") == 1
+    warnings = [r.getMessage() for r in caplog.records if "sandbox" in r.getMessage()]
+    assert len(warnings) == 1 and "No usable sandbox!" in warnings[0], warnings

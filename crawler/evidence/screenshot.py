@@ -20,20 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
-import shlex
 import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from playwright.async_api import Browser, Playwright, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from crawler.chromium import browser_env, first_line, unsandboxed, write_sandbox_wrapper
 from crawler.evidence.warc import HttpExchange
 from crawler.netpolicy import Blocked, check_url
 
@@ -47,9 +45,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
-SANDBOX_USER = "nobody"
-# What the browser process inherits: nothing of the crawler's environment (database URLs, tokens).
-BROWSER_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "FONTCONFIG_PATH", "FONTCONFIG_FILE")
 # Subresources a screenshot may need; with JavaScript on, the scripts and their requests too.
 STATIC_TYPES = frozenset({"image", "stylesheet", "font"})
 SCRIPT_TYPES = frozenset({"script", "xhr", "fetch"})
@@ -93,37 +88,6 @@ class ResourceRefused(Exception):
 Fetch = Callable[[str, dict[str, str], int, float], Awaitable[HttpExchange]]
 
 
-_unsandboxed: dict[str, str] = {}  # executable -> why its sandbox could not start (logged once per process)
-
-
-def _browser_env() -> dict[str, str]:
-    return {key: os.environ[key] for key in ("HOME", *BROWSER_ENV_KEYS) if key in os.environ}
-
-
-def _write_sandbox_wrapper(executable: str, directory: str) -> str:
-    """A launcher that starts ``executable`` as SANDBOX_USER, for a root process (chromium will not
-    sandbox itself as root). It hands that user the profile directory Playwright created, and exec()s,
-    so Playwright's pipes to the browser stay connected."""
-    user = pwd.getpwnam(SANDBOX_USER)
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        raise OSError("setpriv (util-linux) not found")
-    ids = f"{user.pw_uid}:{user.pw_gid}"
-    path = Path(directory) / "chromium"
-    path.write_text(
-        "#!/bin/sh\n"
-        f"# written by xunjian: chromium as {SANDBOX_USER}, so that its sandbox can start\n"
-        'for arg do case "$arg" in --user-data-dir=*) profile="${arg#--user-data-dir=}";; esac; done\n'
-        f'[ -n "$profile" ] && chown -R {ids} "$profile" || exit 1\n'
-        'export HOME="$profile"\n'
-        f"exec {shlex.quote(setpriv)} --reuid={user.pw_uid} --regid={user.pw_gid} --clear-groups "
-        f'{shlex.quote(executable)} "$@"\n',
-        encoding="utf-8",
-    )
-    path.chmod(0o700)
-    return str(path)
-
-
 class SharedBrowser:
     """A lazily launched chromium shared by reference count."""
 
@@ -144,18 +108,18 @@ class SharedBrowser:
             return self._browser
 
     async def _launch(self) -> Browser:
-        options = {"headless": True, "args": CHROMIUM_ARGS, "env": _browser_env()}
-        if self.executable not in _unsandboxed:
+        options = {"headless": True, "args": CHROMIUM_ARGS, "env": browser_env()}
+        if self.executable not in unsandboxed:
             wrapper_dir = tempfile.mkdtemp(prefix="xunjian-chromium-") if os.geteuid() == 0 else None
             try:
-                executable = _write_sandbox_wrapper(self.executable, wrapper_dir) if wrapper_dir else self.executable
+                executable = write_sandbox_wrapper(self.executable, wrapper_dir) if wrapper_dir else self.executable
                 browser = await self._playwright.chromium.launch(
                     executable_path=executable, chromium_sandbox=True, **options)
                 self.sandboxed = True
                 return browser
             except (OSError, KeyError, PlaywrightError) as error:
-                why = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                _unsandboxed[self.executable] = why
+                why = first_line(error)
+                unsandboxed[self.executable] = why
                 logger.warning("chromium sandbox unavailable (%s): screenshots run with --no-sandbox", why)
             finally:
                 if wrapper_dir:  # read once, at launch
